@@ -50,8 +50,8 @@ use crate::codec;
 use crate::comm::{Comm, CommInner};
 use crate::env::{self, Universe};
 use crate::error::{Error, ErrorKind, Result, fail};
-use crate::raw::{self, BlockKind, Desc, Mode, RawOp, RawRequest, ScanKind, VArgs};
-use crate::request::{self, Completion, Request, Scope};
+use crate::raw::{self, BlockKind, Desc, Mode, RawOp, RawRequest, ScanKind};
+use crate::request::{self, Chan, Completion, Entry, Request, Scope, Target};
 
 /// Built-in reduction operations for buffers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -392,18 +392,11 @@ impl<'u> Comm<'u> {
     // ----- buffers: variable counts --------------------------------------------------------------------------
 
     fn alltoallw_op(&self, op: &str, send: &[Option<Desc>], recv: &[Option<Desc>]) -> Result<()> {
-        if !request::any_active() {
-            return self
-                .inner
-                .raw
-                .alltoallw(send, recv, false)
-                .map(|_| ())
-                .map_err(|c| c.error(op));
-        }
-        let (req, args) = self.inner.raw.alltoallw(send, recv, true).map_err(|c| c.error(op))?;
-        let r = request::finish_sends(req.into_iter().collect(), op);
-        drop(args);
-        r
+        self.inner
+            .raw
+            .alltoallw(send, recv, false)
+            .map(|_| ())
+            .map_err(|c| c.error(op))
     }
 
     /// Gathers a different number of elements from every rank into the root's `recv`, packed in rank order:
@@ -965,42 +958,20 @@ impl<'u> Comm<'u> {
     /// Sends packet bytes to `dest` on the collective communicator (any size: the receiver probes first).
     fn coll_send(&self, op: &str, dest: usize, tag: i32, bytes: &[u8]) -> Result<()> {
         let d = Desc::bytes(bytes)?;
-        let ctx = || format!("{op}: sending to rank {dest}");
-        if request::any_active() {
-            let req = self
-                .inner
-                .coll
-                .isend(&d, dest as i32, tag, Mode::Standard)
-                .map_err(|c| c.error(&ctx()))?;
-            request::finish_sends(vec![req], op)
-        } else {
-            self.inner
-                .coll
-                .send(&d, dest as i32, tag, Mode::Standard)
-                .map_err(|c| c.error(&ctx()))
-        }
+        self.inner
+            .coll
+            .send(&d, dest as i32, tag, Mode::Standard)
+            .map_err(|c| c.error(&format!("{op}: sending to rank {dest}")))
     }
 
     /// Receives packet bytes from `source` on the collective communicator.
     fn coll_recv(&self, op: &str, source: usize, tag: i32) -> Result<Vec<u8>> {
         let ctx = || format!("{op}: receiving from rank {source}");
-        let (msg, st) = if request::any_active() {
-            let mut found = None;
-            request::spin_until(|| {
-                found = self
-                    .inner
-                    .coll
-                    .improbe(source as i32, tag)
-                    .map_err(|c| c.error(&ctx()))?;
-                Ok(found.is_some())
-            })?;
-            found.expect("set when the loop ends")
-        } else {
-            self.inner
-                .coll
-                .mprobe(source as i32, tag)
-                .map_err(|c| c.error(&ctx()))?
-        };
+        let (msg, st) = self
+            .inner
+            .coll
+            .mprobe(source as i32, tag)
+            .map_err(|c| c.error(&ctx()))?;
         let mut buf = vec![0u8; st.bytes];
         let d = Desc::bytes_mut(&mut buf)?;
         msg.recv(&d).map_err(|(c, _)| c.error(&ctx()))?;
@@ -1385,123 +1356,122 @@ impl<'u> Comm<'u> {
 
     // ----- objects: non-blocking --------------------------------------------------------------------------------
 
-    /// Starts broadcasting an object (see [`Comm::broadcast_obj`]); completes with the value on every rank.
+    /// Starts broadcasting an object (see [`Comm::broadcast_obj`]): the root sends it to every rank at once; the
+    /// request completes with the value on every rank.
     ///
     /// # Errors
     /// [`ErrorKind::InvalidRank`], [`ErrorKind::Encode`] now; the root's missing value and decode errors on
     /// completion.
-    pub fn ibroadcast_obj<T: Serialize + DeserializeOwned>(
+    pub fn ibroadcast_obj<T: Serialize + DeserializeOwned + 'static>(
         &self,
         root: usize,
         value: Option<&T>,
     ) -> Result<CollRequest<'u, T>> {
         let op = "ibroadcast_obj";
         check_root(self, op, root)?;
-        let mine = if self.rank() == root {
-            Some(match value {
+        let tag = next_tag(&self.inner);
+        if self.rank() == root {
+            let packet = match value {
                 Some(v) => codec::encode_inline(v)?,
                 None => codec::error_packet(&format!("{op}: the root (rank {root}) passed no value")),
+            };
+            let dests: Vec<usize> = (0..self.size()).filter(|&d| d != root).collect();
+            self.start_coll(op, tag, packet, &dests, &[], true, move |packets| {
+                decode_one(op, root, &packets[0].1)
             })
         } else {
-            None
-        };
-        self.start_nbc(
-            op,
-            Nbc::Bcast {
-                root,
-                bytes: mine.unwrap_or_default(),
-                len: [0u64],
-            },
-            move |packets| decode_one(op, root, &packets[0]),
-        )
+            self.start_coll(op, tag, Vec::new(), &[], &[root], false, move |packets| {
+                decode_one(op, root, &packets[0].1)
+            })
+        }
     }
 
-    /// Starts gathering every rank's object to `root` (see [`Comm::gather_obj`]).
+    /// Starts gathering every rank's object to `root` (see [`Comm::gather_obj`]); completes with `Some(values)`
+    /// on the root and `None` elsewhere.
     ///
     /// # Errors
     /// As [`Comm::ibroadcast_obj`].
-    pub fn igather_obj<T: Serialize + DeserializeOwned>(
+    pub fn igather_obj<T: Serialize + DeserializeOwned + 'static>(
         &self,
         root: usize,
         value: &T,
     ) -> Result<CollRequest<'u, Option<Vec<T>>>> {
         let op = "igather_obj";
         check_root(self, op, root)?;
-        let bytes = codec::encode_inline(value)?;
-        let is_root = self.rank() == root;
-        let p = self.size();
-        self.start_nbc(
-            op,
-            Nbc::Gather {
-                root,
-                all: false,
-                bytes,
-                lens: vec![0u64; p],
-                len: [0u64],
-            },
-            move |packets| {
-                if !is_root {
-                    return Ok(None);
-                }
+        let tag = next_tag(&self.inner);
+        let packet = codec::encode_inline(value)?;
+        if self.rank() == root {
+            let sources: Vec<usize> = (0..self.size()).filter(|&s| s != root).collect();
+            self.start_coll(op, tag, packet, &[], &sources, true, move |packets| {
                 packets
                     .iter()
-                    .enumerate()
-                    .map(|(s, b)| decode_one(op, s, b))
+                    .map(|(s, b)| decode_one(op, *s, b))
                     .collect::<Result<Vec<T>>>()
                     .map(Some)
-            },
-        )
+            })
+        } else {
+            self.start_coll(op, tag, packet, &[root], &[], false, |_| Ok(None))
+        }
     }
 
     /// Starts combining every rank's object with `f` in rank order (see [`Comm::all_reduce_obj`]); every rank
-    /// gets the result.
+    /// gets the result. Every rank sends its value to every other, so this suits moderate numbers of ranks.
     ///
     /// # Errors
     /// As [`Comm::ibroadcast_obj`].
     pub fn iall_reduce_obj<T, F>(&self, value: &T, f: F) -> Result<CollRequest<'u, T>>
     where
-        T: Serialize + DeserializeOwned,
+        T: Serialize + DeserializeOwned + 'static,
         F: Fn(T, T) -> T + 'static,
     {
         let op = "iall_reduce_obj";
-        let bytes = codec::encode_inline(value)?;
-        let p = self.size();
-        self.start_nbc(
-            op,
-            Nbc::Gather {
-                root: 0,
-                all: true,
-                bytes,
-                lens: vec![0u64; p],
-                len: [0u64],
-            },
-            move |packets| {
-                let mut it = packets.iter().enumerate().map(|(s, b)| decode_one::<T>(op, s, b));
-                let first = it.next().expect("at least one rank")?;
-                it.try_fold(first, |acc, x| Ok(f(acc, x?)))
-            },
-        )
+        let tag = next_tag(&self.inner);
+        let packet = codec::encode_inline(value)?;
+        let others: Vec<usize> = (0..self.size()).filter(|&s| s != self.rank()).collect();
+        self.start_coll(op, tag, packet, &others, &others, true, move |packets| {
+            let mut it = packets.iter().map(|(s, b)| decode_one::<T>(op, *s, b));
+            let first = it.next().expect("at least one rank")?;
+            it.try_fold(first, |acc, x| Ok(f(acc, x?)))
+        })
     }
 
-    fn start_nbc<T>(
+    /// Starts a non-blocking object collective: sends `packet` to `dests`, receives one packet from each of
+    /// `sources` (through the receive engine, on the collective communicator), and keeps the own packet among the
+    /// results when `keep_own`. `finish` gets the packets sorted by source rank.
+    #[allow(clippy::too_many_arguments)]
+    fn start_coll<T>(
         &self,
         op: &'static str,
-        kind: Nbc,
-        finish: impl FnOnce(Vec<Vec<u8>>) -> Result<T> + 'static,
+        tag: i32,
+        packet: Vec<u8>,
+        dests: &[usize],
+        sources: &[usize],
+        keep_own: bool,
+        finish: impl FnOnce(Vec<(usize, Vec<u8>)>) -> Result<T> + 'static,
     ) -> Result<CollRequest<'u, T>> {
-        let id = self.inner.nbc.borrow_mut().push(NbcEntry {
-            op,
-            kind,
-            step: Step::Fresh,
-            out: None,
-        });
-        request::register_nbc(&self.inner);
-        progress_nbc(&self.inner);
+        let mut sends = Vec::with_capacity(dests.len());
+        let d = Desc::bytes(&packet)?;
+        for &dest in dests {
+            sends.push(
+                self.inner
+                    .coll
+                    .isend(&d, dest as i32, tag, Mode::Standard)
+                    .map_err(|c| c.error(&format!("{op}: sending to rank {dest}")))?,
+            );
+        }
+        let mut recvs = Vec::with_capacity(sources.len());
+        for &source in sources {
+            let id = request::start_entry(&self.inner, Entry::object_on(Chan::Coll, op, source as i32, tag))?;
+            recvs.push((source, id));
+        }
         Ok(CollRequest {
-            kind: CollKind::Nbc {
+            kind: CollKind::Obj(ObjColl {
+                sends,
+                packet,
                 inner: Rc::clone(&self.inner),
-                id,
-            },
+                recvs,
+                own: keep_own.then_some(self.rank()),
+            }),
             finish: Some(Box::new(finish)),
             op,
             _u: PhantomData,
@@ -1517,196 +1487,30 @@ fn ffi_err() -> i32 {
     16 // MPI_ERR_OTHER: a description failed before the call (reported through the element description)
 }
 
-// ---------------------------------------------------------------------------------------------------------------
-// Non-blocking object collectives: size exchange, then data, as MPI non-blocking collectives on the private
-// communicator. Each communicator advances them strictly in the order they were started, so every rank posts the
-// same MPI collectives in the same order.
-// ---------------------------------------------------------------------------------------------------------------
-
-/// What a non-blocking object collective does.
-pub(crate) enum Nbc {
-    /// Broadcast: first the length, then the bytes.
-    Bcast { root: usize, bytes: Vec<u8>, len: [u64; 1] },
-    /// Gather to `root` (or to all with `all`): first every length, then every rank's bytes.
-    Gather {
-        root: usize,
-        all: bool,
-        bytes: Vec<u8>,
-        lens: Vec<u64>,
-        len: [u64; 1],
-    },
-}
-
-enum Step {
-    Fresh,
-    /// Exchanging lengths.
-    Sizes(RawRequest),
-    /// Exchanging bytes; the argument arrays and receive buffers stay alive until completion.
-    Data(RawRequest, #[allow(dead_code)] Option<VArgs>),
-    Finished,
-}
-
-pub(crate) struct NbcEntry {
-    op: &'static str,
-    kind: Nbc,
-    step: Step,
-    /// The received packets (one per source rank, or the broadcast value), or the error.
-    out: Option<Result<Vec<Vec<u8>>>>,
-}
-
-/// The non-blocking object collectives of a communicator, in the order they were started.
-#[derive(Default)]
-pub(crate) struct NbcQueue {
-    entries: Vec<(u64, NbcEntry, Vec<Vec<u8>>)>,
-    next: u64,
-}
-
-impl NbcQueue {
-    fn push(&mut self, e: NbcEntry) -> u64 {
-        self.next += 1;
-        self.entries.push((self.next, e, Vec::new()));
-        self.next
-    }
-
-    /// Whether nothing is pending.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-}
-
-/// Advances the non-blocking object collectives of `inner`: each may post its next MPI step only once every
-/// earlier one has posted all of its steps.
-pub(crate) fn progress_nbc(inner: &CommInner) {
-    let mut q = inner.nbc.borrow_mut();
-    let mut all_posted_before = true;
-    for (_, e, bufs) in q.entries.iter_mut() {
-        if e.out.is_none()
-            && let Err(err) = advance_nbc(inner, e, bufs, all_posted_before)
-        {
-            e.out = Some(Err(err));
-            e.step = Step::Finished;
-        }
-        if !matches!(e.step, Step::Data(..) | Step::Finished) {
-            all_posted_before = false;
-        }
-    }
-}
-
-fn advance_nbc(inner: &CommInner, e: &mut NbcEntry, bufs: &mut Vec<Vec<u8>>, may_post: bool) -> Result<()> {
-    let (p, me) = (inner.size, inner.rank);
-    loop {
-        match &mut e.step {
-            Step::Fresh => {
-                if !may_post {
-                    return Ok(());
-                }
-                let req = match &mut e.kind {
-                    Nbc::Bcast { root, bytes, len } => {
-                        len[0] = bytes.len() as u64;
-                        let v = len.view_mut();
-                        let d = Desc::of_mut(&v)?;
-                        inner.coll.bcast(&d, *root as i32, true)
-                    }
-                    Nbc::Gather {
-                        root,
-                        all,
-                        bytes,
-                        lens,
-                        len,
-                    } => {
-                        len[0] = bytes.len() as u64;
-                        let (sv, rv) = (len.view(), lens.view_mut());
-                        let (sd, rd) = (Desc::of(&sv)?, Desc::of_mut(&rv)?);
-                        if *all {
-                            inner
-                                .coll
-                                .blocks(BlockKind::Allgather, Some(&sd), Some(&Desc::block(&rv, 0, 1)?), 0, true)
-                        } else {
-                            let rd1 = Desc::block(&rv, 0, 1)?;
-                            let recv = (me == *root).then_some(&rd1);
-                            let _ = &rd;
-                            inner
-                                .coll
-                                .blocks(BlockKind::Gather, Some(&sd), recv, *root as i32, true)
-                        }
-                    }
-                }
-                .map_err(|c| c.error(e.op))?
-                .expect("non-blocking");
-                e.step = Step::Sizes(req);
-            }
-            Step::Sizes(req) => {
-                if req.test().map_err(|(c, _)| c.error(e.op))?.is_none() {
-                    return Ok(());
-                }
-                if !may_post {
-                    // Posted its first step; the data step waits for its turn like any other.
-                    return Ok(());
-                }
-                match &mut e.kind {
-                    Nbc::Bcast { root, bytes, len } => {
-                        if me != *root {
-                            *bytes = vec![0u8; len[0] as usize];
-                        }
-                        let d = Desc::bytes_mut(bytes)?;
-                        let r = inner.coll.bcast(&d, *root as i32, true).map_err(|c| c.error(e.op))?;
-                        e.step = Step::Data(r.expect("non-blocking"), None);
-                    }
-                    Nbc::Gather {
-                        root, all, bytes, lens, ..
-                    } => {
-                        let receives = *all || me == *root;
-                        bufs.clear();
-                        if receives {
-                            for &l in lens.iter() {
-                                bufs.push(vec![0u8; l as usize]);
-                            }
-                        }
-                        let mut sends: Vec<Option<Desc>> = (0..p).map(|_| None).collect();
-                        for (r, s) in sends.iter_mut().enumerate() {
-                            if *all || r == *root {
-                                *s = Some(Desc::bytes(bytes)?);
-                            }
-                        }
-                        let mut recvs: Vec<Option<Desc>> = (0..p).map(|_| None).collect();
-                        if receives {
-                            for (r, b) in bufs.iter_mut().enumerate() {
-                                recvs[r] = Some(Desc::bytes_mut(b)?);
-                            }
-                        }
-                        let (r, args) = inner.coll.alltoallw(&sends, &recvs, true).map_err(|c| c.error(e.op))?;
-                        e.step = Step::Data(r.expect("non-blocking"), Some(args));
-                    }
-                }
-            }
-            Step::Data(req, _) => {
-                if req.test().map_err(|(c, _)| c.error(e.op))?.is_none() {
-                    return Ok(());
-                }
-                let packets = match &mut e.kind {
-                    Nbc::Bcast { bytes, .. } => vec![std::mem::take(bytes)],
-                    Nbc::Gather { .. } => std::mem::take(bufs),
-                };
-                e.out = Some(Ok(packets));
-                e.step = Step::Finished;
-            }
-            Step::Finished => return Ok(()),
-        }
-    }
+/// The state of a non-blocking object collective.
+struct ObjColl {
+    // Field order matters: the sends (which wait on drop) go before the packet they read.
+    sends: Vec<RawRequest>,
+    packet: Vec<u8>,
+    inner: Rc<CommInner>,
+    /// Pending receives: source rank and engine entry.
+    recvs: Vec<(usize, request::Id)>,
+    /// This rank, if its own packet is part of the result.
+    own: Option<usize>,
 }
 
 enum CollKind {
     /// A plain MPI request (ibarrier).
     Raw(Option<RawRequest>),
-    /// An entry of the communicator's non-blocking object collectives.
-    Nbc { inner: Rc<CommInner>, id: u64 },
+    /// Point-to-point messages on the collective communicator.
+    Obj(ObjColl),
 }
 
-type Finish<T> = Box<dyn FnOnce(Vec<Vec<u8>>) -> Result<T>>;
+type Finish<T> = Box<dyn FnOnce(Vec<(usize, Vec<u8>)>) -> Result<T>>;
 
 /// A non-blocking collective that owns its data (barrier, object collectives); completes with its value.
 ///
-/// Dropping it before completion lets it finish in the background (every rank must still take part).
+/// Dropping it before completion lets it finish in the background.
 pub struct CollRequest<'u, T> {
     kind: CollKind,
     finish: Option<Finish<T>>,
@@ -1728,10 +1532,10 @@ impl<T> CollRequest<'_, T> {
     }
 
     fn done(&mut self) -> Result<bool> {
+        request::progress_all();
         match &mut self.kind {
             CollKind::Raw(req) => match req {
                 Some(r) => {
-                    request::progress_all();
                     let done = r.test().map_err(|(c, _)| c.error(self.op))?.is_some();
                     if done {
                         *req = None;
@@ -1740,14 +1544,17 @@ impl<T> CollRequest<'_, T> {
                 }
                 None => Ok(true),
             },
-            CollKind::Nbc { inner, id } => {
-                request::progress_all();
-                progress_nbc(inner);
-                let q = inner.nbc.borrow();
-                Ok(q.entries
-                    .iter()
-                    .find(|(i, ..)| i == id)
-                    .is_none_or(|(_, e, _)| e.out.is_some()))
+            CollKind::Obj(c) => {
+                let mut all = true;
+                for r in c.sends.iter_mut() {
+                    if !r.is_null() && r.test().map_err(|(code, _)| code.error(self.op))?.is_none() {
+                        all = false;
+                    }
+                }
+                for &(_, id) in &c.recvs {
+                    all &= request::entry_done(&c.inner, id);
+                }
+                Ok(all)
             }
         }
     }
@@ -1761,21 +1568,22 @@ impl<T> Completion for CollRequest<'_, T> {
     }
 
     fn wait(mut self) -> Result<T> {
-        request::spin_until(|| self.done())?;
-        let packets = match &self.kind {
-            CollKind::Raw(_) => Vec::new(),
-            CollKind::Nbc { inner, id } => {
-                let mut q = inner.nbc.borrow_mut();
-                let i = q
-                    .entries
-                    .iter()
-                    .position(|(x, ..)| x == id)
-                    .ok_or_else(|| request::state_error("the request was already completed"))?;
-                let (_, e, _) = q.entries.remove(i);
-                e.out
-                    .unwrap_or_else(|| fail(ErrorKind::InvalidArgument, "the collective is not complete"))?
+        let mut packets = Vec::new();
+        if let CollKind::Obj(c) = &mut self.kind {
+            request::finish_sends(std::mem::take(&mut c.sends), self.op)?;
+            for (source, id) in std::mem::take(&mut c.recvs) {
+                match request::wait_entry(&c.inner, id)? {
+                    (Target::Obj { bytes, .. }, _) => packets.push((source, bytes)),
+                    (Target::Buf(_), _) => unreachable!("collective receives are object receives"),
+                }
             }
-        };
+            if let Some(me) = c.own {
+                packets.push((me, std::mem::take(&mut c.packet)));
+            }
+            packets.sort_by_key(|(s, _)| *s);
+        } else {
+            request::spin_until(|| self.done())?;
+        }
         let finish = self.finish.take().expect("finished once");
         finish(packets)
     }
@@ -1783,20 +1591,10 @@ impl<T> Completion for CollRequest<'_, T> {
 
 impl<T> Drop for CollRequest<'_, T> {
     fn drop(&mut self) {
-        match &mut self.kind {
-            CollKind::Raw(req) => drop(req.take()),
-            CollKind::Nbc { inner, id } => {
-                // Finish in the background: keep it queued, and drop it once done.
-                let _ = request::spin_until(|| {
-                    request::progress_all();
-                    progress_nbc(inner);
-                    let q = inner.nbc.borrow();
-                    Ok(q.entries
-                        .iter()
-                        .find(|(i, ..)| i == id)
-                        .is_none_or(|(_, e, _)| e.out.is_some()))
-                });
-                inner.nbc.borrow_mut().entries.retain(|(i, ..)| i != id);
+        if let CollKind::Obj(c) = &mut self.kind {
+            // The other ranks take part whatever happens here: finish the receives in the background.
+            for (_, id) in std::mem::take(&mut c.recvs) {
+                request::abandon_entry(&c.inner, id);
             }
         }
     }

@@ -16,7 +16,6 @@ use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;
 use std::rc::Rc;
 
-use crate::collective::NbcQueue;
 use crate::env::Universe;
 use crate::error::{ErrorKind, Result, fail};
 use crate::raw::RawComm;
@@ -34,8 +33,6 @@ pub(crate) struct CommInner {
     pub(crate) size: usize,
     /// Pending receives, in the order they were started.
     pub(crate) engine: RefCell<Engine>,
-    /// Pending non-blocking object collectives, in the order they were started.
-    pub(crate) nbc: RefCell<NbcQueue>,
     /// Number of object collectives started so far (tags their internal messages).
     pub(crate) coll_seq: Cell<u32>,
 }
@@ -54,7 +51,6 @@ impl CommInner {
             rank,
             size,
             engine: RefCell::new(Engine::default()),
-            nbc: RefCell::new(NbcQueue::default()),
             coll_seq: Cell::new(0),
         })
     }

@@ -133,8 +133,14 @@ pub(crate) fn world_rank() -> Option<usize> {
 }
 
 /// Whether buffer collectives compare sizes across ranks first (see [`Builder::checks`]).
-pub(crate) fn checks() -> bool {
+pub fn checks() -> bool {
     CHECKS.load(Ordering::Relaxed)
+}
+
+/// Turns the size checks of buffer collectives on or off (see [`Builder::checks`]). Every rank must make the same
+/// change at the same point of the program, since a check is itself a collective.
+pub fn set_checks(on: bool) {
+    CHECKS.store(on, Ordering::Relaxed);
 }
 
 /// A collective was misused in a way only this rank can see, while the others already wait in it: under the
@@ -294,6 +300,8 @@ impl Builder {
         if self.policy == FailurePolicy::Abort {
             install_panic_hook();
         }
+        // Pending receives advance inside every MPI call (see `request`).
+        raw::register_progress(crate::request::on_mpi_progress);
         Ok(Universe {
             mpi: Some(mpi_universe),
             world: Some(Rc::new(world)),
@@ -419,6 +427,7 @@ impl Drop for Universe {
         // Free spmd's communicators before MPI_Finalize. Every `Comm` borrows `self`, so none is alive now and
         // this is the last reference to the world's handles.
         drop(self.world.take());
+        raw::unregister_progress(crate::request::on_mpi_progress);
         let mpi_universe = self.mpi.take();
         if abort && Error::live() > 0 {
             // An error is alive while the universe drops: most likely on its way out of `main`. Finalising now

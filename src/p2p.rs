@@ -31,8 +31,9 @@
 //! Open MPI 4.1 writes past the end of a receive buffer when it truncates a message sent with its rendezvous
 //! protocol (above ~4 KiB over shared memory, ~64 KiB over TCP), instead of only reporting `MPI_ERR_TRUNCATE`.
 //! spmd therefore never lets a large message meet a receive of unknown size: a message of 1 to
-//! [`DIRECT_MAX`] bytes travels as itself (the fast path: one MPI message, received straight into the user's
-//! buffer); any other message travels as a zero-length header on the communicator followed by the data on a
+//! [`DIRECT_MAX`] bytes to another rank travels as itself (the fast path: one MPI message, received straight into
+//! the user's buffer); any other message (and any message to the own rank, since Open MPI's self transport
+//! truncates silently) travels as a zero-length header on the communicator followed by the data on a
 //! private duplicate, which the receiver takes only after a matched probe has told it the size. A receive buffer
 //! that is too small is an [`ErrorKind::Truncated`] error naming both sizes; the message is consumed.
 //!
@@ -181,14 +182,10 @@ pub(crate) fn wire_bytes(len: usize, elem: &Elem) -> Result<usize> {
 
 /// Sends one message under the wire protocol: direct if 1..=DIRECT_MAX bytes, else header + data on `aux`.
 pub(crate) fn send_view(inner: &CommInner, op: &str, v: &View, dest: usize, tag: Tag, mode: Mode) -> Result<()> {
-    if crate::request::any_active() {
-        let reqs = crate::request::start_send(inner, op, v, dest, tag, mode)?;
-        return crate::request::finish_sends(reqs, op);
-    }
     let bytes = wire_bytes(v.len, &v.elem)?;
     let d = Desc::of(v)?;
     let ctx = || format!("{op} to rank {dest} (tag {tag})");
-    if bytes > 0 && bytes <= DIRECT_MAX {
+    if direct(inner, bytes, dest) {
         inner.raw.send(&d, dest as i32, tag, mode).map_err(|c| c.error(&ctx()))
     } else {
         inner
@@ -197,6 +194,13 @@ pub(crate) fn send_view(inner: &CommInner, op: &str, v: &View, dest: usize, tag:
             .map_err(|c| c.error(&ctx()))?;
         inner.aux.send(&d, dest as i32, tag, mode).map_err(|c| c.error(&ctx()))
     }
+}
+
+/// Whether a message of `bytes` to `dest` travels as itself. Messages to the own rank always use the header
+/// protocol: Open MPI's self transport truncates an oversized message without reporting it.
+#[inline]
+pub(crate) fn direct(inner: &CommInner, bytes: usize, dest: usize) -> bool {
+    bytes > 0 && bytes <= DIRECT_MAX && dest != inner.rank
 }
 
 /// Receives the data part of a message whose header came from `source` with `tag`, into a buffer view.
@@ -442,7 +446,8 @@ impl<'u> Comm<'u> {
         let (source, tag) = (source.into(), tag.into());
         let (s, t) = self.match_args(op, source, tag)?;
         let v = buf.view_mut();
-        if crate::request::any_active() {
+        if !self.inner.engine.borrow().is_empty() {
+            // Receives are pending on this communicator: take a place in the line behind them.
             return self.recv_via_engine(Entry::buffer(op, s, t, v));
         }
         let d = Desc::of_mut(&v)?;
@@ -504,7 +509,7 @@ impl<'u> Comm<'u> {
         let sv = send.view();
         let bytes = wire_bytes(sv.len, &sv.elem)?;
         let rv = recv.view_mut();
-        if bytes > 0 && bytes <= DIRECT_MAX && !crate::request::any_active() {
+        if direct(&self.inner, bytes, dest) && self.inner.engine.borrow().is_empty() {
             // Fast path: one MPI_Sendrecv.
             let sd = Desc::of(&sv)?;
             let rd = Desc::of_mut(&rv)?;
@@ -531,16 +536,7 @@ impl<'u> Comm<'u> {
     /// [`ErrorKind::InvalidRank`], [`ErrorKind::InvalidTag`], [`ErrorKind::Mpi`].
     pub fn probe(&self, source: impl Into<Source>, tag: impl Into<TagMatch>) -> Result<Status> {
         let (s, t) = self.match_args("probe", source.into(), tag.into())?;
-        let st = if crate::request::any_active() {
-            let mut found = None;
-            crate::request::spin_until(|| {
-                found = self.inner.raw.iprobe(s, t).map_err(|c| c.error("probe"))?;
-                Ok(found.is_some())
-            })?;
-            found.expect("set when the loop ends")
-        } else {
-            self.inner.raw.probe(s, t).map_err(|c| c.error("probe"))?
-        };
+        let st = self.inner.raw.probe(s, t).map_err(|c| c.error("probe"))?;
         self.look_through(st).map(Status::from_raw)
     }
 
@@ -563,12 +559,7 @@ impl<'u> Comm<'u> {
         }
         // Earlier receives still taking data of the same source and tag go first.
         crate::request::drain_key(&self.inner, st.source, st.tag)?;
-        let mut found = None;
-        crate::request::spin_until(|| {
-            found = self.inner.aux.iprobe(st.source, st.tag).map_err(|c| c.error("probe"))?;
-            Ok(found.is_some())
-        })?;
-        let ast = found.expect("set when the loop ends");
+        let ast = self.inner.aux.probe(st.source, st.tag).map_err(|c| c.error("probe"))?;
         Ok(RawStatus {
             source: st.source,
             tag: st.tag,
@@ -629,7 +620,7 @@ impl<'u> Comm<'u> {
         let op = "recv_obj";
         let (source, tag) = (source.into(), tag.into());
         let (s, t) = self.match_args(op, source, tag)?;
-        if crate::request::any_active() {
+        if !self.inner.engine.borrow().is_empty() {
             let id = crate::request::start_entry(&self.inner, Entry::object(op, s, t))?;
             return crate::request::wait_object(&self.inner, id);
         }

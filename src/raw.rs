@@ -130,6 +130,34 @@ pub(crate) fn tag_ub() -> i32 {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// Progress
+// ---------------------------------------------------------------------------------------------------------------
+
+/// A function Open MPI calls from its progress loop (inside every MPI call that waits or polls).
+pub(crate) type ProgressFn = extern "C" fn() -> c_int;
+
+#[link(name = "open-pal")]
+unsafe extern "C" {
+    /// Open MPI's registry of progress callbacks (`opal/runtime/opal_progress.h`).
+    fn opal_progress_register(cb: ProgressFn) -> c_int;
+    fn opal_progress_unregister(cb: ProgressFn) -> c_int;
+}
+
+/// Asks Open MPI to call `cb` from its progress loop, so that spmd's pending receives advance while the program
+/// waits in any MPI call, as MPI's own receives do. Returns whether Open MPI accepted it.
+pub(crate) fn register_progress(cb: ProgressFn) -> bool {
+    // SAFETY: `cb` is a plain `extern "C"` function with the signature Open MPI expects; it stays valid for the
+    // life of the process; MPI is initialised (called from init).
+    unsafe { opal_progress_register(cb) == 0 }
+}
+
+/// Removes a callback added by [`register_progress`] (before `MPI_Finalize`).
+pub(crate) fn unregister_progress(cb: ProgressFn) {
+    // SAFETY: as in `register_progress`; unregistering a function that is not registered is harmless.
+    unsafe { opal_progress_unregister(cb) };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // Communicators
 // ---------------------------------------------------------------------------------------------------------------
 

@@ -32,17 +32,19 @@
 //! so nothing depends on a guessed buffer size.
 //!
 //! # Progress and order
-//! Open MPI makes progress only inside MPI calls. While receives are pending, spmd's blocking operations run as
-//! non-blocking ones in a loop that also advances the pending receives, so the usual patterns (post receives,
-//! send, wait) cannot deadlock. Call [`Completion::test`] now and then during long computations to keep messages
-//! moving. Pending receives are matched in the order they were started, as MPI promises.
+//! Open MPI makes progress only inside MPI calls. spmd registers a callback in Open MPI's progress loop, so its
+//! pending receives advance inside every MPI call the program makes (a blocking send, a collective, a wait), as
+//! MPI's own receives do: the usual patterns (post receives, send, compute, reduce, wait) cannot deadlock. During
+//! long computations without MPI calls, call [`Completion::test`] now and then to keep messages moving. Pending
+//! receives are matched in the order they were started, as MPI promises.
 //!
 //! Not covered yet: persistent requests, `MPI_Request_get_status`, cancelling sends.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::marker::PhantomData;
 use std::rc::{Rc, Weak};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -51,8 +53,8 @@ use crate::buffer::{Buffer, BufferMut, View, ViewMut, ViewSource};
 use crate::codec;
 use crate::comm::{Comm, CommInner};
 use crate::env::Universe;
-use crate::error::{Error, ErrorKind, Result, fail};
-use crate::p2p::{self, DIRECT_MAX, Source, Status, Tag, TagMatch};
+use crate::error::{ErrorKind, Result, fail};
+use crate::p2p::{self, Source, Status, Tag, TagMatch};
 use crate::raw::{self, Desc, Mode, RawRequest, RawStatus};
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -90,10 +92,20 @@ enum State {
     Done(Result<Status>),
 }
 
+/// Which communicator a receive takes its (first) message from.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Chan {
+    /// The user's communicator, under the wire protocol (direct, or header + data on the private duplicate).
+    User,
+    /// The private communicator of object collectives: one message of any size, always probed first.
+    Coll,
+}
+
 /// A pending receive.
 pub(crate) struct Entry {
     id: Id,
     op: &'static str,
+    chan: Chan,
     source: i32,
     tag: i32,
     target: Target,
@@ -110,6 +122,7 @@ impl Entry {
         Entry {
             id: 0,
             op,
+            chan: Chan::User,
             source,
             tag,
             target: Target::Buf(view),
@@ -121,9 +134,15 @@ impl Entry {
 
     /// An object receive.
     pub(crate) fn object(op: &'static str, source: i32, tag: i32) -> Entry {
+        Entry::object_on(Chan::User, op, source, tag)
+    }
+
+    /// An object receive on the given channel.
+    pub(crate) fn object_on(chan: Chan, op: &'static str, source: i32, tag: i32) -> Entry {
         Entry {
             id: 0,
             op,
+            chan,
             source,
             tag,
             target: Target::Obj {
@@ -156,6 +175,9 @@ impl Entry {
     fn data_arrived(&mut self, st: RawStatus) {
         match &self.target {
             Target::Buf(_) => self.state = State::Done(Ok(Status::from_raw(st))),
+            Target::Obj { bytes, .. } if self.chan == Chan::Coll => {
+                self.state = State::Done(Ok(Status::new(st.source as usize, st.tag, bytes.len())));
+            }
             Target::Obj { bytes, .. } => {
                 let ctx = self.context();
                 self.state = match codec::oob_count(bytes, &|| ctx.clone()) {
@@ -200,20 +222,40 @@ impl Engine {
 thread_local! {
     /// Communicators of this thread whose engines have pending receives.
     static ACTIVE: RefCell<Vec<Weak<CommInner>>> = const { RefCell::new(Vec::new()) };
+    /// Set while spmd's own code advances engines, so the progress callback does not re-enter it.
+    static BUSY: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Whether any communicator of this thread has pending receives: then blocking operations must keep them moving.
-#[inline]
-pub(crate) fn any_active() -> bool {
-    ACTIVE.with(|a| !a.borrow().is_empty())
+/// Whether any engine of any thread may have pending receives (a cheap hint for the progress callback).
+static PENDING: AtomicBool = AtomicBool::new(false);
+
+/// Marks the thread as inside engine code until dropped.
+struct Busy(bool);
+
+impl Busy {
+    fn enter() -> Busy {
+        Busy(BUSY.with(|b| b.replace(true)))
+    }
 }
 
-/// Registers a communicator with pending non-blocking object collectives.
-pub(crate) fn register_nbc(inner: &Rc<CommInner>) {
-    register(inner);
+impl Drop for Busy {
+    fn drop(&mut self) {
+        BUSY.with(|b| b.set(self.0));
+    }
+}
+
+/// Called by Open MPI from its progress loop (registered at init): advances this thread's pending receives while
+/// the program waits in any MPI call.
+pub(crate) extern "C" fn on_mpi_progress() -> std::ffi::c_int {
+    if !PENDING.load(Ordering::Relaxed) || BUSY.with(|b| b.get()) {
+        return 0;
+    }
+    progress_all();
+    0
 }
 
 fn register(inner: &Rc<CommInner>) {
+    PENDING.store(true, Ordering::Relaxed);
     ACTIVE.with(|a| {
         let mut a = a.borrow_mut();
         if !a.iter().any(|w| std::ptr::eq(w.as_ptr(), Rc::as_ptr(inner))) {
@@ -224,18 +266,22 @@ fn register(inner: &Rc<CommInner>) {
 
 /// Advances the pending receives of every communicator of this thread.
 pub(crate) fn progress_all() {
+    let _busy = Busy::enter();
     let list: Vec<Weak<CommInner>> = ACTIVE.with(|a| a.borrow().clone());
+    if list.is_empty() {
+        return;
+    }
     for w in list {
         if let Some(inner) = w.upgrade() {
             progress(&inner);
-            crate::collective::progress_nbc(&inner);
         }
     }
     ACTIVE.with(|a| {
-        a.borrow_mut().retain(|w| {
-            w.upgrade()
-                .is_some_and(|i| !i.engine.borrow().is_empty() || !i.nbc.borrow().is_empty())
-        });
+        let mut a = a.borrow_mut();
+        a.retain(|w| w.upgrade().is_some_and(|i| !i.engine.borrow().is_empty()));
+        if a.is_empty() {
+            PENDING.store(false, Ordering::Relaxed);
+        }
     });
 }
 
@@ -253,6 +299,7 @@ pub(crate) fn start_entry(inner: &Rc<CommInner>, mut e: Entry) -> Result<Id> {
 
 /// Advances every pending receive of one communicator as far as it can go without blocking.
 pub(crate) fn progress(inner: &CommInner) {
+    let _busy = Busy::enter();
     let mut eng = inner.engine.borrow_mut();
     // 1. Posted buffer receives, newest first: a receive seen complete here was matched after every older one
     //    seen complete afterwards, which keeps the order of their later parts right.
@@ -282,7 +329,11 @@ pub(crate) fn progress(inner: &CommInner) {
                 break;
             }
             let (s, t) = (eng.entries[i].source, eng.entries[i].tag);
-            match inner.raw.improbe(s, t) {
+            let comm = match eng.entries[i].chan {
+                Chan::User => &inner.raw,
+                Chan::Coll => &inner.coll,
+            };
+            match comm.improbe(s, t) {
                 Ok(None) => break,
                 Err(c) => {
                     let op = eng.entries[i].op;
@@ -290,10 +341,12 @@ pub(crate) fn progress(inner: &CommInner) {
                     break;
                 }
                 Ok(Some((msg, st))) => {
+                    let chan = eng.entries[i].chan;
                     let j = (0..=i)
                         .find(|&j| {
                             let e = &eng.entries[j];
                             matches!(e.state, State::Probing)
+                                && e.chan == chan
                                 && (e.source == raw::any_source() || e.source == st.source)
                                 && (e.tag == raw::any_tag() || e.tag == st.tag)
                         })
@@ -465,6 +518,17 @@ fn test_entry(inner: &CommInner, id: Id) -> bool {
     eng.index(id).is_none_or(|i| eng.entries[i].is_done())
 }
 
+/// Whether entry `id` is done (or gone); advances nothing.
+pub(crate) fn entry_done(inner: &CommInner, id: Id) -> bool {
+    let eng = inner.engine.borrow();
+    eng.index(id).is_none_or(|i| eng.entries[i].is_done())
+}
+
+/// Stops tracking an entry whose handle is gone (see [`abandon`]).
+pub(crate) fn abandon_entry(inner: &CommInner, id: Id) {
+    abandon(inner, id);
+}
+
 /// Waits for an object entry and decodes it.
 pub(crate) fn wait_object<T: DeserializeOwned>(inner: &Rc<CommInner>, id: Id) -> Result<(T, Status)> {
     let (target, st) = wait_entry(inner, id)?;
@@ -483,9 +547,15 @@ fn decode_target<T: DeserializeOwned>(target: Target, st: Status) -> Result<(T, 
 /// Stops tracking entry `id` whose handle is gone: removed at once if nothing has matched it (cancelled, for a
 /// posted buffer receive), otherwise completed and dropped by later progress. Returns whether it still runs.
 fn abandon(inner: &CommInner, id: Id) -> bool {
+    let _busy = Busy::enter();
     let mut eng = inner.engine.borrow_mut();
     let Some(i) = eng.index(id) else { return false };
     let e = &mut eng.entries[i];
+    if e.chan == Chan::Coll && !e.is_done() {
+        // Part of a collective: every rank takes part, so the message will come; take it in the background.
+        e.abandoned = true;
+        return true;
+    }
     match &mut e.state {
         State::Probing | State::Done(_) => {
             eng.entries.remove(i);
@@ -550,7 +620,7 @@ pub(crate) fn start_send(
     let bytes = p2p::wire_bytes(v.len, &v.elem)?;
     let d = Desc::of(v)?;
     let ctx = || format!("{op} to rank {dest} (tag {tag})");
-    if bytes > 0 && bytes <= DIRECT_MAX {
+    if p2p::direct(inner, bytes, dest) {
         Ok(vec![
             inner
                 .raw
@@ -570,12 +640,9 @@ pub(crate) fn start_send(
     }
 }
 
-/// Waits for send requests, keeping pending receives moving.
+/// Waits for send requests (pending receives keep moving through the progress callback).
 pub(crate) fn finish_sends(mut reqs: Vec<RawRequest>, op: &str) -> Result<()> {
-    if !any_active() {
-        return raw::wait_all(&mut reqs).map(|_| ()).map_err(|c| c.error(op));
-    }
-    spin_until(|| test_raw(&mut reqs, op))
+    raw::wait_all(&mut reqs).map(|_| ()).map_err(|c| c.error(op))
 }
 
 fn test_raw(reqs: &mut [RawRequest], op: &str) -> Result<bool> {
@@ -593,15 +660,9 @@ fn test_raw(reqs: &mut [RawRequest], op: &str) -> Result<bool> {
     Ok(all)
 }
 
-/// Runs a blocking MPI operation: directly when no receive is pending, else started non-blocking and completed
-/// while keeping pending receives moving. `start(false)` runs the blocking call; `start(true)` starts it.
+/// Runs a blocking MPI operation (`start(false)`), mapping its error code to an error naming `op`.
 pub(crate) fn blocking(op: &str, start: impl FnOnce(bool) -> raw::RawResult<Option<RawRequest>>) -> Result<()> {
-    if !any_active() {
-        return start(false).map(|_| ()).map_err(|c| c.error(op));
-    }
-    let req = start(true).map_err(|c| c.error(op))?;
-    let mut reqs: Vec<RawRequest> = req.into_iter().collect();
-    spin_until(|| test_raw(&mut reqs, op))
+    start(false).map(|_| ()).map_err(|c| c.error(op))
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -971,9 +1032,4 @@ impl<'u> Comm<'u> {
             _u: PhantomData,
         })
     }
-}
-
-/// An error for an operation on a request that is in the wrong state (used by collectives too).
-pub(crate) fn state_error(what: &str) -> Error {
-    Error::new(ErrorKind::InvalidArgument, what.to_string())
 }
