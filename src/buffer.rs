@@ -182,12 +182,43 @@ mod sealed {
     pub trait ViewSource {
         /// A view of the elements; valid while the borrow of `self` lasts.
         fn view(&self) -> super::View;
+        /// Start and length of the elements when they are contiguous (the fast path of every operation).
+        #[inline]
+        fn contig(&self) -> Option<(*const u8, usize)> {
+            None
+        }
     }
     /// Implemented only in this crate.
     pub trait ViewSourceMut {
         /// A writable view of the elements; valid while the exclusive borrow of `self` lasts.
         fn view_mut(&mut self) -> super::ViewMut;
+        /// Start and length of the elements when they are contiguous.
+        #[inline]
+        fn contig_mut(&mut self) -> Option<(*mut u8, usize)> {
+            None
+        }
     }
+}
+
+/// The predefined MPI datatype of `T`, if it has one (numbers); decided at compile time.
+#[inline(always)]
+pub(crate) fn fast_type<T: Data>() -> Option<mpi::ffi::MPI_Datatype> {
+    use mpi::raw::AsRaw;
+    use std::any::TypeId;
+    let k = TypeId::of::<T>();
+    let predefined = k == TypeId::of::<f64>()
+        || k == TypeId::of::<f32>()
+        || k == TypeId::of::<i8>()
+        || k == TypeId::of::<i16>()
+        || k == TypeId::of::<i32>()
+        || k == TypeId::of::<i64>()
+        || k == TypeId::of::<u8>()
+        || k == TypeId::of::<u16>()
+        || k == TypeId::of::<u32>()
+        || k == TypeId::of::<u64>()
+        || k == TypeId::of::<isize>()
+        || k == TypeId::of::<usize>();
+    predefined.then(|| T::equivalent_datatype().as_raw())
 }
 
 /// Something that can be sent as raw memory: a slice, `Vec`, array, primitive value or ndarray of [`Data`].
@@ -231,6 +262,10 @@ impl<T: Data> sealed::ViewSource for [T] {
     fn view(&self) -> View {
         slice_view(self)
     }
+    #[inline]
+    fn contig(&self) -> Option<(*const u8, usize)> {
+        Some((self.as_ptr().cast(), self.len()))
+    }
 }
 impl<T: Data> Buffer for [T] {
     type Item = T;
@@ -239,12 +274,20 @@ impl<T: Data> sealed::ViewSourceMut for [T] {
     fn view_mut(&mut self) -> ViewMut {
         slice_view_mut(self)
     }
+    #[inline]
+    fn contig_mut(&mut self) -> Option<(*mut u8, usize)> {
+        Some((self.as_mut_ptr().cast(), self.len()))
+    }
 }
 impl<T: Data> BufferMut for [T] {}
 
 impl<T: Data> sealed::ViewSource for Vec<T> {
     fn view(&self) -> View {
         slice_view(self)
+    }
+    #[inline]
+    fn contig(&self) -> Option<(*const u8, usize)> {
+        Some((self.as_ptr().cast(), self.len()))
     }
 }
 impl<T: Data> Buffer for Vec<T> {
@@ -254,12 +297,20 @@ impl<T: Data> sealed::ViewSourceMut for Vec<T> {
     fn view_mut(&mut self) -> ViewMut {
         slice_view_mut(self)
     }
+    #[inline]
+    fn contig_mut(&mut self) -> Option<(*mut u8, usize)> {
+        Some((self.as_mut_ptr().cast(), self.len()))
+    }
 }
 impl<T: Data> BufferMut for Vec<T> {}
 
 impl<T: Data, const N: usize> sealed::ViewSource for [T; N] {
     fn view(&self) -> View {
         slice_view(self)
+    }
+    #[inline]
+    fn contig(&self) -> Option<(*const u8, usize)> {
+        Some((self.as_ptr().cast(), N))
     }
 }
 impl<T: Data, const N: usize> Buffer for [T; N] {
@@ -268,6 +319,10 @@ impl<T: Data, const N: usize> Buffer for [T; N] {
 impl<T: Data, const N: usize> sealed::ViewSourceMut for [T; N] {
     fn view_mut(&mut self) -> ViewMut {
         slice_view_mut(self)
+    }
+    #[inline]
+    fn contig_mut(&mut self) -> Option<(*mut u8, usize)> {
+        Some((self.as_mut_ptr().cast(), N))
     }
 }
 impl<T: Data, const N: usize> BufferMut for [T; N] {}
@@ -278,6 +333,10 @@ macro_rules! scalar_buffer {
             fn view(&self) -> View {
                 slice_view(std::slice::from_ref(self))
             }
+            #[inline]
+            fn contig(&self) -> Option<(*const u8, usize)> {
+                Some(((self as *const $t).cast(), 1))
+            }
         }
         impl Buffer for $t {
             type Item = $t;
@@ -285,6 +344,10 @@ macro_rules! scalar_buffer {
         impl sealed::ViewSourceMut for $t {
             fn view_mut(&mut self) -> ViewMut {
                 slice_view_mut(std::slice::from_mut(self))
+            }
+            #[inline]
+            fn contig_mut(&mut self) -> Option<(*mut u8, usize)> {
+                Some(((self as *mut $t).cast(), 1))
             }
         }
         impl BufferMut for $t {}
@@ -318,6 +381,10 @@ where
             layout: nd_layout(self.shape(), self.strides(), self.is_standard_layout()),
         }
     }
+    #[inline]
+    fn contig(&self) -> Option<(*const u8, usize)> {
+        self.as_slice().map(|s| (s.as_ptr().cast(), s.len()))
+    }
 }
 impl<S, D> Buffer for ndarray::ArrayBase<S, D>
 where
@@ -333,6 +400,10 @@ where
     S::Elem: Data,
     D: ndarray::Dimension,
 {
+    #[inline]
+    fn contig_mut(&mut self) -> Option<(*mut u8, usize)> {
+        self.as_slice_mut().map(|s| (s.as_mut_ptr().cast(), s.len()))
+    }
     fn view_mut(&mut self) -> ViewMut {
         let layout = nd_layout(self.shape(), self.strides(), self.is_standard_layout());
         ViewMut {

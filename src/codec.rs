@@ -35,11 +35,15 @@ use bincode::Options;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::buffer::{Data, Elem, View, ViewMut, ViewSource, ViewSourceMut};
+use crate::buffer::{Data, Elem, View, ViewMut, ViewSource};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Bytes before the bincode data in an object message: the number of out-of-band arrays (u32, little-endian).
 pub(crate) const PREFIX: usize = 4;
+
+/// A `Vec` of numbers larger than this travels out of band; smaller ones are copied into the message (one message
+/// is faster than two below the size where the copy costs more than a message).
+const OOB_MIN_BYTES: usize = 16 << 10;
 
 /// Receive buffers kept between messages are trimmed to this capacity (larger ones are freed after use).
 const KEEP_CAPACITY: usize = 64 << 20;
@@ -75,10 +79,24 @@ pub(crate) struct Encoded {
 }
 
 /// Encodes `value` into a buffer taken from the thread's pool (give it back with [`recycle_send`]).
+///
+/// A `Vec` of numbers is sent as if it were an [`Oob`] field: its length in the message, its elements as their own
+/// zero-copy message.
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Encoded> {
     let mut bytes = SEND_BUF.with(|b| std::mem::take(&mut *b.borrow_mut()));
     bytes.clear();
+    if let Some(view) = numbers::view_of(value) {
+        let size = view.len * view.elem.size;
+        if size > OOB_MIN_BYTES {
+            bytes.extend_from_slice(&1u32.to_le_bytes());
+            bytes.extend_from_slice(&(view.len as u64).to_le_bytes());
+            return Ok(Encoded { bytes, oob: vec![view] });
+        }
+    }
     bytes.extend_from_slice(&[0; PREFIX]);
+    if numbers::encode_inline(value, &mut bytes) {
+        return Ok(Encoded { bytes, oob: Vec::new() });
+    }
     SINK.with(|s| *s.borrow_mut() = Some(Vec::new()));
     let r = options().serialize_into(&mut bytes, value);
     let oob = SINK.with(|s| s.borrow_mut().take()).unwrap_or_default();
@@ -99,6 +117,9 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Encoded> {
 /// Encodes `value` with out-of-band arrays inline (as sequences), for collectives: prefix 0 + bincode.
 pub(crate) fn encode_inline<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
     let mut bytes = vec![0u8; PREFIX];
+    if numbers::encode_inline(value, &mut bytes) {
+        return Ok(bytes);
+    }
     options().serialize_into(&mut bytes, value).map_err(|e| {
         Error::new(
             ErrorKind::Encode,
@@ -117,6 +138,9 @@ pub(crate) fn decode_inline<T: DeserializeOwned>(bytes: &[u8], context: &dyn Fn(
         return Err(Error::new(ErrorKind::InvalidArgument, msg));
     }
     let data = bytes.get(PREFIX..).unwrap_or(&[]);
+    if let Some(v) = numbers::decode_inline::<T>(data) {
+        return Ok(v);
+    }
     decode_options(data.len()).deserialize::<T>(data).map_err(|e| {
         Error::new(
             ErrorKind::Decode,
@@ -159,11 +183,15 @@ pub(crate) fn recycle_send(mut bytes: Vec<u8>) {
     });
 }
 
-/// A receive buffer of exactly `len` bytes from the thread's pool (contents unspecified).
+/// A receive buffer of exactly `len` bytes from the thread's pool (contents unspecified: only bytes beyond what the
+/// pooled buffer held before are zeroed).
 pub(crate) fn recv_buffer(len: usize) -> Vec<u8> {
     let mut b = RECV_BUF.with(|b| std::mem::take(&mut *b.borrow_mut()));
-    b.clear();
-    b.resize(len, 0);
+    if b.len() >= len {
+        b.truncate(len);
+    } else {
+        b.resize(len, 0);
+    }
     b
 }
 
@@ -212,6 +240,15 @@ pub(crate) fn decode<T: DeserializeOwned>(
     context: &dyn Fn() -> String,
 ) -> Result<T> {
     let data = bytes.get(PREFIX..).unwrap_or(&[]);
+    if bytes.get(..PREFIX) == Some(&[0; PREFIX])
+        && let Some(v) = numbers::decode_inline::<T>(data)
+    {
+        return Ok(v);
+    }
+    let source = match numbers::decode::<T>(bytes, source, context) {
+        Ok(v) => return v,
+        Err(source) => source,
+    };
     SOURCE.with(|s| *s.borrow_mut() = Some(source));
     let r = decode_options(data.len()).deserialize::<T>(data);
     SOURCE.with(|s| s.borrow_mut().take());
@@ -342,14 +379,105 @@ impl<'de, T: Data + DeserializeOwned> Deserialize<'de> for Oob<T> {
                     elem.name
                 )));
             }
-            let mut v: Vec<T> = bytemuck::zeroed_vec(len);
-            source
-                .fill(v.view_mut())
+            let v: Vec<T> = crate::raw::vec_filled(len, |view| source.fill(view))
                 .map_err(|e| D::Error::custom(format!("spmd: {}", e.message())))?;
             Ok(Oob(v))
         })();
         SOURCE.with(|s| *s.borrow_mut() = Some(source));
         result
+    }
+}
+
+/// Fast paths for `Vec`s of numbers, the commonest payload of numerical programs: out of band in point-to-point
+/// messages, a straight copy (bit-identical to bincode's encoding on little-endian machines) in collectives.
+mod numbers {
+    use super::{DeserializeOwned, Oob, OobSource, Result, Serialize};
+    use crate::buffer::{View, ViewSource};
+    use crate::raw::{same_type_owned, same_type_ref};
+
+    macro_rules! each_number {
+        ($m:ident, $($args:tt)*) => {
+            $m!(f64, $($args)*); $m!(f32, $($args)*); $m!(i8, $($args)*); $m!(i16, $($args)*); $m!(i32, $($args)*);
+            $m!(i64, $($args)*); $m!(u8, $($args)*); $m!(u16, $($args)*); $m!(u32, $($args)*); $m!(u64, $($args)*);
+        };
+    }
+
+    /// The elements of `value` if it is a `Vec` of numbers.
+    pub(super) fn view_of<T: Serialize + ?Sized>(value: &T) -> Option<View> {
+        macro_rules! try_one {
+            ($p:ty, $value:ident) => {
+                if let Some(v) = same_type_ref::<T, Vec<$p>>($value) {
+                    return Some(v.view());
+                }
+            };
+        }
+        each_number!(try_one, value);
+        None
+    }
+
+    /// Decodes a `Vec` of numbers sent out of band; gives the source back if `T` is not one.
+    pub(super) fn decode<T: DeserializeOwned>(
+        bytes: &[u8],
+        source: Box<dyn OobSource>,
+        context: &dyn Fn() -> String,
+    ) -> std::result::Result<Result<T>, Box<dyn OobSource>> {
+        macro_rules! try_one {
+            ($p:ty, $bytes:ident) => {
+                if typeid::of::<T>() == std::any::TypeId::of::<Vec<$p>>() {
+                    return Ok(super::decode::<Oob<$p>>($bytes, source, context).map(|o| {
+                        same_type_owned::<Vec<$p>, T>(o.0)
+                            .ok()
+                            .expect("T is this Vec type")
+                    }));
+                }
+            };
+        }
+        each_number!(try_one, bytes);
+        Err(source)
+    }
+
+    /// Appends the bincode encoding of a `Vec` of numbers with one copy; `false` if `value` is not one.
+    pub(super) fn encode_inline<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> bool {
+        if cfg!(target_endian = "big") {
+            return false;
+        }
+        macro_rules! try_one {
+            ($p:ty, $value:ident) => {
+                if let Some(v) = same_type_ref::<T, Vec<$p>>($value) {
+                    out.extend_from_slice(&(v.len() as u64).to_le_bytes());
+                    out.extend_from_slice(bytemuck::cast_slice::<$p, u8>(v));
+                    return true;
+                }
+            };
+        }
+        each_number!(try_one, value);
+        false
+    }
+
+    /// Decodes the bincode encoding of a `Vec` of numbers with one copy; `None` if `T` is not one (or the data is
+    /// not a well-formed encoding, which the general decoder then reports).
+    pub(super) fn decode_inline<T: DeserializeOwned>(data: &[u8]) -> Option<T> {
+        if cfg!(target_endian = "big") || data.len() < 8 {
+            return None;
+        }
+        macro_rules! try_one {
+            ($p:ty, $data:ident) => {
+                if typeid::of::<T>() == std::any::TypeId::of::<Vec<$p>>() {
+                    let mut len = [0u8; 8];
+                    len.copy_from_slice(&$data[..8]);
+                    let n = u64::from_le_bytes(len) as usize;
+                    let body = &$data[8..];
+                    if n.checked_mul(std::mem::size_of::<$p>()) != Some(body.len()) {
+                        return None;
+                    }
+                    let mut v: Vec<$p> = bytemuck::zeroed_vec(n);
+                    bytemuck::cast_slice_mut::<$p, u8>(&mut v).copy_from_slice(body);
+                    return same_type_owned::<Vec<$p>, T>(v).ok();
+                }
+            };
+        }
+        each_number!(try_one, data);
+        None
     }
 }
 

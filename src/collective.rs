@@ -45,7 +45,7 @@ use std::rc::Rc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::buffer::{Buffer, BufferMut, Data, Elem, ElemKind, View, ViewMut, ViewSource, ViewSourceMut};
+use crate::buffer::{Buffer, BufferMut, Data, Elem, ElemKind, View, ViewMut, ViewSource, ViewSourceMut, fast_type};
 use crate::codec;
 use crate::comm::{Comm, CommInner};
 use crate::env::{self, Universe};
@@ -97,6 +97,18 @@ impl Op {
             Op::BitXor => RawOp::BXor,
             Op::MinLoc => RawOp::MinLoc,
             Op::MaxLoc => RawOp::MaxLoc,
+        }
+    }
+
+    /// Whether the operation is defined for `T`, a type with a predefined datatype (see `fast_type`).
+    #[inline]
+    fn fits_number<T: 'static>(self) -> bool {
+        use std::any::TypeId;
+        let float = TypeId::of::<T>() == TypeId::of::<f64>() || TypeId::of::<T>() == TypeId::of::<f32>();
+        match self {
+            Op::Sum | Op::Product | Op::Min | Op::Max => true,
+            Op::MinLoc | Op::MaxLoc => false,
+            _ => !float,
         }
     }
 
@@ -203,11 +215,40 @@ impl<'u> Comm<'u> {
     /// [`ErrorKind::InvalidRank`] for a bad root; [`ErrorKind::SizeMismatch`] with checks on; [`ErrorKind::Mpi`].
     pub fn broadcast_buf<B: BufferMut + ?Sized>(&self, root: usize, buf: &mut B) -> Result<()> {
         let op = "broadcast_buf";
+        if let (Some(dt), false) = (fast_type::<B::Item>(), env::checks())
+            && let Some((ptr, len)) = buf.contig_mut()
+            && len <= i32::MAX as usize
+            && root < self.size()
+        {
+            let d = Desc::contig(ptr, len, dt);
+            return self
+                .inner
+                .raw
+                .bcast(&d, root as i32, false)
+                .map(|_| ())
+                .map_err(|c| c.error(op));
+        }
         check_root(self, op, root)?;
         let v = buf.view_mut();
         self.agree(op, "the buffer length", v.len)?;
         let d = Desc::of_mut(&v)?;
         request::blocking(op, |nb| self.inner.raw.bcast(&d, root as i32, nb))
+    }
+
+    #[inline]
+    fn fast_blocks(
+        &self,
+        op: &str,
+        kind: BlockKind,
+        send: Option<&Desc>,
+        recv: Option<&Desc>,
+        root: usize,
+    ) -> Result<()> {
+        self.inner
+            .raw
+            .blocks(kind, send, recv, root as i32, false)
+            .map(|_| ())
+            .map_err(|c| c.error(op))
     }
 
     fn blocks_op<T: Data>(
@@ -241,12 +282,30 @@ impl<'u> Comm<'u> {
     /// # Errors
     /// [`ErrorKind::InvalidRank`]; [`ErrorKind::SizeMismatch`] with checks on; a root without a buffer of the
     /// right size ends the job (see the module docs).
-    pub fn gather_buf<S, R>(&self, root: usize, send: &S, recv: Option<&mut R>) -> Result<()>
+    pub fn gather_buf<S, R>(&self, root: usize, send: &S, mut recv: Option<&mut R>) -> Result<()>
     where
         S: Buffer + ?Sized,
         R: BufferMut<Item = S::Item> + ?Sized,
     {
         let op = "gather_buf";
+        if let (Some(dt), false) = (fast_type::<S::Item>(), env::checks())
+            && let Some((sp, n)) = send.contig()
+            && n <= i32::MAX as usize
+            && root < self.size()
+        {
+            let sd = Desc::contig(sp, n, dt);
+            if self.rank() != root {
+                return self.fast_blocks(op, BlockKind::Gather, Some(&sd), None, root);
+            }
+            if let Some(r) = recv.as_deref_mut()
+                && let Some((rp, rn)) = r.contig_mut()
+                && rn == n * self.size()
+            {
+                let rd = Desc::contig(rp, n, dt);
+                return self.fast_blocks(op, BlockKind::Gather, Some(&sd), Some(&rd), root);
+            }
+            // Anything else at the root: the general path reports it.
+        }
         check_root(self, op, root)?;
         let sv = send.view();
         self.agree(op, "the send length", sv.len)?;
@@ -298,6 +357,24 @@ impl<'u> Comm<'u> {
         R: BufferMut<Item = S::Item> + ?Sized,
     {
         let op = "scatter_buf";
+        if let (Some(dt), false) = (fast_type::<S::Item>(), env::checks())
+            && let Some((rp, n)) = recv.contig_mut()
+            && n <= i32::MAX as usize
+            && root < self.size()
+        {
+            let rd = Desc::contig(rp, n, dt);
+            if self.rank() != root {
+                return self.fast_blocks(op, BlockKind::Scatter, None, Some(&rd), root);
+            }
+            if let Some(send) = send
+                && let Some((sp, sn)) = send.contig()
+                && sn == n * self.size()
+            {
+                let sd = Desc::contig(sp, n, dt);
+                return self.fast_blocks(op, BlockKind::Scatter, Some(&sd), Some(&rd), root);
+            }
+            // Anything else at the root: the general path reports it.
+        }
         check_root(self, op, root)?;
         let rv = recv.view_mut();
         self.agree(op, "the receive length", rv.len)?;
@@ -333,6 +410,15 @@ impl<'u> Comm<'u> {
         R: BufferMut<Item = S::Item> + ?Sized,
     {
         let op = "all_gather_buf";
+        if let (Some(dt), false) = (fast_type::<S::Item>(), env::checks())
+            && let Some((sp, n)) = send.contig()
+            && let Some((rp, rn)) = recv.contig_mut()
+            && n <= i32::MAX as usize
+            && rn == n * self.size()
+        {
+            let (sd, rd) = (Desc::contig(sp, n, dt), Desc::contig(rp, n, dt));
+            return self.fast_blocks(op, BlockKind::Allgather, Some(&sd), Some(&rd), 0);
+        }
         let sv = send.view();
         self.agree(op, "the send length", sv.len)?;
         let rv = recv.view_mut();
@@ -372,8 +458,18 @@ impl<'u> Comm<'u> {
         R: BufferMut<Item = S::Item> + ?Sized,
     {
         let op = "all_to_all_buf";
-        let (sv, rv) = (send.view(), recv.view_mut());
         let p = self.size();
+        if let (Some(dt), false) = (fast_type::<S::Item>(), env::checks())
+            && let Some((sp, sn)) = send.contig()
+            && let Some((rp, rn)) = recv.contig_mut()
+            && sn == rn
+            && sn % p == 0
+            && sn / p <= i32::MAX as usize
+        {
+            let (sd, rd) = (Desc::contig(sp, sn / p, dt), Desc::contig(rp, sn / p, dt));
+            return self.fast_blocks(op, BlockKind::Alltoall, Some(&sd), Some(&rd), 0);
+        }
+        let (sv, rv) = (send.view(), recv.view_mut());
         if sv.len % p != 0 || rv.len != sv.len {
             return Err(misuse(
                 op,
@@ -599,12 +695,36 @@ impl<'u> Comm<'u> {
     /// # Errors
     /// [`ErrorKind::InvalidRank`]; [`ErrorKind::InvalidArgument`] if `op` is not defined for the element type;
     /// [`ErrorKind::SizeMismatch`] with checks on; a root without a fitting buffer ends the job.
-    pub fn reduce_buf<S, R>(&self, root: usize, send: &S, recv: Option<&mut R>, op: Op) -> Result<()>
+    pub fn reduce_buf<S, R>(&self, root: usize, send: &S, mut recv: Option<&mut R>, op: Op) -> Result<()>
     where
         S: Buffer + ?Sized,
         R: BufferMut<Item = S::Item> + ?Sized,
     {
         let name = "reduce_buf";
+        if let (Some(dt), false) = (fast_type::<S::Item>(), env::checks())
+            && let Some((sp, n)) = send.contig()
+            && n <= REDUCE_CHUNK
+            && root < self.size()
+            && op.fits_number::<S::Item>()
+        {
+            let sd = Desc::contig(sp, n, dt);
+            let rd = if self.rank() != root {
+                Some(None)
+            } else {
+                match recv.as_deref_mut().and_then(|r| r.contig_mut()) {
+                    Some((rp, rn)) if rn == n => Some(Some(Desc::contig(rp, n, dt))),
+                    _ => None, // the general path reports it
+                }
+            };
+            if let Some(rd) = rd {
+                return self
+                    .inner
+                    .raw
+                    .reduce(Some(&sd), rd.as_ref(), op.raw(), root as i32, false)
+                    .map(|_| ())
+                    .map_err(|c| c.error(name));
+            }
+        }
         check_root(self, name, root)?;
         let sv = send.view();
         op.check(name, &sv.elem)?;
@@ -636,7 +756,42 @@ impl<'u> Comm<'u> {
         })
     }
 
+    #[inline]
     fn reduce_like<S, R>(&self, name: &str, kind: ScanKind, send: Option<&S>, recv: &mut R, op: Op) -> Result<()>
+    where
+        S: Buffer + ?Sized,
+        R: BufferMut<Item = S::Item> + ?Sized,
+    {
+        if let (Some(dt), false) = (fast_type::<S::Item>(), env::checks())
+            && op.fits_number::<S::Item>()
+            && let Some((rp, n)) = recv.contig_mut()
+            && n <= REDUCE_CHUNK
+        {
+            let rd = Desc::contig(rp, n, dt);
+            let sd = match send.map(|s| s.contig()) {
+                None => None,
+                Some(Some((sp, sn))) if sn == n => Some(Desc::contig(sp, n, dt)),
+                Some(_) => return self.reduce_like_general(name, kind, send, recv, op),
+            };
+            return self
+                .inner
+                .raw
+                .allreduce_like(kind, sd.as_ref(), &rd, op.raw(), false)
+                .map(|_| ())
+                .map_err(|c| c.error(name));
+        }
+        self.reduce_like_general(name, kind, send, recv, op)
+    }
+
+    #[inline(never)]
+    fn reduce_like_general<S, R>(
+        &self,
+        name: &str,
+        kind: ScanKind,
+        send: Option<&S>,
+        recv: &mut R,
+        op: Op,
+    ) -> Result<()>
     where
         S: Buffer + ?Sized,
         R: BufferMut<Item = S::Item> + ?Sized,
@@ -1532,7 +1687,6 @@ impl<T> CollRequest<'_, T> {
     }
 
     fn done(&mut self) -> Result<bool> {
-        request::progress_all();
         match &mut self.kind {
             CollKind::Raw(req) => match req {
                 Some(r) => {
@@ -1560,12 +1714,14 @@ impl<T> CollRequest<'_, T> {
     }
 }
 
-impl<T> Completion for CollRequest<'_, T> {
-    type Output = T;
-
-    fn test(&mut self) -> Result<bool> {
+impl<T> request::poll::Poll for CollRequest<'_, T> {
+    fn poll(&mut self) -> Result<bool> {
         self.done()
     }
+}
+
+impl<T> Completion for CollRequest<'_, T> {
+    type Output = T;
 
     fn wait(mut self) -> Result<T> {
         let mut packets = Vec::new();

@@ -47,7 +47,7 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::buffer::{Buffer, BufferMut, Data, Elem, View, ViewMut, ViewSource};
+use crate::buffer::{Buffer, BufferMut, Data, Elem, View, ViewMut, ViewSource, fast_type};
 use crate::codec::{self, OobSource};
 use crate::comm::{Comm, CommInner};
 use crate::error::{Error, ErrorKind, Result, fail};
@@ -131,7 +131,7 @@ impl Status {
         self.tag
     }
 
-    /// The size of the message in bytes (for objects: of its serialised form).
+    /// The size of the message in bytes (for objects: of its serialised form plus its out-of-band arrays).
     pub fn bytes(&self) -> usize {
         self.bytes
     }
@@ -161,21 +161,22 @@ pub(crate) fn tag_name(t: TagMatch) -> String {
     }
 }
 
-thread_local! {
-    static TAG_UB: std::cell::Cell<i32> = const { std::cell::Cell::new(-1) };
+/// `MPI_TAG_UB`, read once when MPI starts (-1 before).
+static TAG_UB: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+/// Reads `MPI_TAG_UB` (called by init).
+pub(crate) fn init_tag_ub() {
+    TAG_UB.store(raw::tag_ub(), std::sync::atomic::Ordering::Relaxed);
 }
 
-/// The largest valid tag.
+/// The largest valid tag (at least 32767; 2^31-1 under Open MPI).
+#[inline]
 pub fn tag_ub() -> Tag {
-    TAG_UB.with(|c| {
-        if c.get() < 0 {
-            c.set(raw::tag_ub());
-        }
-        c.get()
-    })
+    TAG_UB.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Bytes on the wire for a view: elements times the MPI size of one element.
+#[inline]
 pub(crate) fn wire_bytes(len: usize, elem: &Elem) -> Result<usize> {
     Ok(len * raw::elem_mpi_size(elem).map_err(|c| c.error("describing the element type"))?)
 }
@@ -262,6 +263,8 @@ struct AuxOob {
     tag: i32,
     remaining: usize,
     pending: Option<RawMessage>,
+    /// Bytes of the arrays received so far (reported in the status).
+    bytes: Rc<std::cell::Cell<usize>>,
 }
 
 impl OobSource for AuxOob {
@@ -275,6 +278,7 @@ impl OobSource for AuxOob {
             .mprobe(self.source, self.tag)
             .map_err(|c| c.error("out-of-band array"))?;
         self.remaining -= 1;
+        self.bytes.set(self.bytes.get() + st.bytes);
         self.pending = Some(msg);
         let size = raw::elem_mpi_size(elem).map_err(|c| c.error("out-of-band element type"))?;
         if size == 0 || st.bytes % size != 0 {
@@ -333,12 +337,14 @@ pub(crate) fn send_encoded(
 }
 
 /// Decodes received object bytes, taking out-of-band arrays from the private communicator (blocking).
+/// Returns the value and the bytes of its out-of-band arrays.
 pub(crate) fn decode_blocking<T: DeserializeOwned>(
     inner: &Rc<CommInner>,
     op: &str,
     bytes: &[u8],
     st: RawStatus,
-) -> Result<T> {
+) -> Result<(T, usize)> {
+    let oob_bytes = Rc::new(std::cell::Cell::new(0));
     let ctx = || format!("{op} from rank {} (tag {})", st.source, st.tag);
     let n = codec::oob_count(bytes, &ctx)?;
     let source = AuxOob {
@@ -347,8 +353,10 @@ pub(crate) fn decode_blocking<T: DeserializeOwned>(
         tag: st.tag,
         remaining: n,
         pending: None,
+        bytes: Rc::clone(&oob_bytes),
     };
-    codec::decode(bytes, Box::new(source), &ctx)
+    let v = codec::decode(bytes, Box::new(source), &ctx)?;
+    Ok((v, oob_bytes.get()))
 }
 
 impl<'u> Comm<'u> {
@@ -414,6 +422,21 @@ impl<'u> Comm<'u> {
     /// [`ErrorKind::InvalidRank`], [`ErrorKind::InvalidTag`], or [`ErrorKind::Mpi`].
     #[inline]
     pub fn send_buf<B: Buffer + ?Sized>(&self, dest: usize, tag: Tag, buf: &B) -> Result<()> {
+        // Fast path: a small contiguous buffer of numbers to another rank is one MPI_Send.
+        if let (Some((ptr, len)), Some(dt)) = (buf.contig(), fast_type::<B::Item>()) {
+            let bytes = len * std::mem::size_of::<B::Item>();
+            if dest < self.inner.size
+                && dest != self.inner.rank
+                && (tag as u32) <= tag_ub() as u32
+                && bytes.wrapping_sub(1) < DIRECT_MAX
+            {
+                return self
+                    .inner
+                    .raw
+                    .send_contig(ptr, len as i32, dt, dest as i32, tag)
+                    .map_err(|c| c.error(&format!("send_buf to rank {dest} (tag {tag})")));
+            }
+        }
         self.check_dest("send_buf", dest, tag)?;
         send_view(&self.inner, "send_buf", &buf.view(), dest, tag, Mode::Standard)
     }
@@ -445,6 +468,23 @@ impl<'u> Comm<'u> {
         let op = "recv_buf_into";
         let (source, tag) = (source.into(), tag.into());
         let (s, t) = self.match_args(op, source, tag)?;
+        // Fast path: contiguous numbers, nothing pending on this communicator: one MPI_Recv.
+        // (The engine's borrow must end before any MPI call: the progress callback borrows it.)
+        let idle = self.inner.engine.borrow().is_empty();
+        if let (Some(dt), true) = (fast_type::<B::Item>(), idle)
+            && let Some((ptr, len)) = buf.contig_mut()
+            && len <= i32::MAX as usize
+        {
+            return match self.inner.raw.recv_contig(ptr, len as i32, dt, s, t) {
+                Ok(st) if st.bytes > 0 => Ok(Status::from_raw(st)),
+                // A header: the data follows on the private communicator.
+                Ok(st) => recv_aux_view(&self.inner.aux, op, &buf.view_mut(), st.source, st.tag).map(Status::from_raw),
+                Err((code, st)) if code.is_truncate() => {
+                    Err(truncated(op, st.source, st.tag, st.bytes, &buf.view_mut()))
+                }
+                Err((code, _)) => Err(code.error(&format!("{op} from {} ({})", source_name(source), tag_name(tag)))),
+            };
+        }
         let v = buf.view_mut();
         if !self.inner.engine.borrow().is_empty() {
             // Receives are pending on this communicator: take a place in the line behind them.
@@ -627,9 +667,10 @@ impl<'u> Comm<'u> {
         let (msg, st) = self.inner.raw.mprobe(s, t).map_err(|c| c.error(op))?;
         let (bytes, dst) = recv_obj_bytes(&self.inner, op, msg, st)?;
         let r = decode_blocking(&self.inner, op, &bytes, dst);
-        let status = Status::new(dst.source as usize, dst.tag, bytes.len());
+        let len = bytes.len();
         codec::recycle_recv(bytes);
-        Ok((r?, status))
+        let (v, oob) = r?;
+        Ok((v, Status::new(dst.source as usize, dst.tag, len + oob)))
     }
 
     /// Sends `value` to `dest` and receives an object from `source` in one call, without deadlock in pairs and

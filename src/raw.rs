@@ -315,6 +315,9 @@ impl Code {
 /// Result of a raw call: the value or the MPI code.
 pub(crate) type RawResult<T> = std::result::Result<T, Code>;
 
+/// How a receive or wait ended: its status, or the error code with the status MPI filled in.
+pub(crate) type Completed = std::result::Result<RawStatus, (Code, RawStatus)>;
+
 fn rc(code: c_int) -> RawResult<()> {
     if code == ffi::MPI_SUCCESS as c_int {
         Ok(())
@@ -342,6 +345,7 @@ impl Dt {
 }
 
 impl Drop for Dt {
+    #[inline]
     fn drop(&mut self) {
         if self.owned && !is_finalized() {
             // SAFETY: an owned handle was created by this module and is freed once, here. MPI lets a datatype be
@@ -403,7 +407,11 @@ fn elem_type(elem: &Elem) -> RawResult<ElemType> {
 }
 
 /// The MPI size in bytes of one element (without padding): divides a byte count into an element count.
+#[inline]
 pub(crate) fn elem_mpi_size(elem: &Elem) -> RawResult<usize> {
+    if elem.predefined {
+        return Ok(elem.size);
+    }
     Ok(elem_type(elem)?.mpi_size)
 }
 
@@ -503,6 +511,18 @@ impl Desc {
         }
     }
 
+    /// Describes `len` (at most `i32::MAX`) contiguous elements of a predefined datatype at `ptr`, as returned by a
+    /// buffer's `contig()` (the fast path of collectives).
+    #[inline]
+    pub(crate) fn contig(ptr: *const u8, len: usize, dt: ffi::MPI_Datatype) -> Desc {
+        debug_assert!(len <= i32::MAX as usize);
+        Desc {
+            ptr: ptr.cast_mut().cast(),
+            count: len as c_int,
+            dt: Dt::borrowed(dt),
+        }
+    }
+
     /// Describes a byte vector (any length).
     pub(crate) fn bytes(b: &[u8]) -> Result<Desc> {
         Desc::new(b.as_ptr().cast_mut(), b.len(), &Elem::of::<u8>(), &Layout::Contiguous)
@@ -513,7 +533,21 @@ impl Desc {
         Desc::new(b.as_mut_ptr(), b.len(), &Elem::of::<u8>(), &Layout::Contiguous)
     }
 
+    #[inline]
     fn new(ptr: *mut u8, len: usize, elem: &Elem, layout: &Layout) -> Result<Desc> {
+        // The common case, kept small so it inlines: contiguous elements of a predefined type.
+        if elem.predefined && len <= i32::MAX as usize && matches!(layout, Layout::Contiguous) {
+            return Ok(Desc {
+                ptr: ptr.cast(),
+                count: len as c_int,
+                dt: Dt::borrowed(elem.datatype),
+            });
+        }
+        Desc::new_general(ptr, len, elem, layout)
+    }
+
+    #[inline(never)]
+    fn new_general(ptr: *mut u8, len: usize, elem: &Elem, layout: &Layout) -> Result<Desc> {
         let e = elem_type(elem).map_err(|c| c.error("describing the element type"))?;
         let (count, dt) = match layout {
             Layout::Contiguous if len <= i32::MAX as usize => (len as c_int, Dt::borrowed(e.handle)),
@@ -532,11 +566,13 @@ impl Desc {
     }
 
     /// Describes a read-only view.
+    #[inline]
     pub(crate) fn of(v: &View) -> Result<Desc> {
         Desc::new(v.ptr.cast_mut(), v.len, &v.elem, &v.layout)
     }
 
     /// Describes a writable view.
+    #[inline]
     pub(crate) fn of_mut(v: &ViewMut) -> Result<Desc> {
         Desc::new(v.ptr, v.len, &v.elem, &v.layout)
     }
@@ -612,6 +648,44 @@ pub(crate) enum Mode {
 }
 
 impl RawComm {
+    /// Standard-mode send of `count` contiguous elements of predefined type `dt` at `ptr` (the fast path).
+    ///
+    /// `ptr` and `count` come from `contig()` of a buffer borrowed by the caller for this call.
+    #[inline]
+    pub(crate) fn send_contig(
+        &self,
+        ptr: *const u8,
+        count: c_int,
+        dt: ffi::MPI_Datatype,
+        dest: i32,
+        tag: i32,
+    ) -> RawResult<()> {
+        // SAFETY: `ptr`/`count` describe the borrowed buffer's elements (built by `contig()` from a live borrow);
+        // `dt` is the predefined datatype of that element type; MPI only reads.
+        rc(unsafe { ffi::MPI_Send(ptr.cast(), count, dt, dest, tag, self.handle) })
+    }
+
+    /// Receive into `count` contiguous elements of predefined type `dt` at `ptr` (the fast path). The caller must
+    /// handle a zero-length result (a header) and truncation as [`RawComm::recv`] does.
+    #[inline]
+    pub(crate) fn recv_contig(
+        &self,
+        ptr: *mut u8,
+        count: c_int,
+        dt: ffi::MPI_Datatype,
+        source: i32,
+        tag: i32,
+    ) -> Completed {
+        let mut st = MaybeUninit::<ffi::MPI_Status>::uninit();
+        // SAFETY: `ptr`/`count` describe an exclusively borrowed buffer (from `contig_mut()`); MPI writes at most
+        // `count` elements there (messages on spmd's communicators are at most DIRECT_MAX bytes or empty, so a
+        // truncation is reported, never overrun) and fills the status.
+        let code = unsafe { ffi::MPI_Recv(ptr.cast(), count, dt, source, tag, self.handle, st.as_mut_ptr()) };
+        // SAFETY: MPI_Recv fills the status whatever the outcome.
+        let s = RawStatus::from(unsafe { st.assume_init_ref() });
+        if code == 0 { Ok(s) } else { Err((Code(code), s)) }
+    }
+
     /// Blocking send of a described buffer.
     pub(crate) fn send(&self, d: &Desc, dest: i32, tag: i32, mode: Mode) -> RawResult<()> {
         // SAFETY: `d` describes memory borrowed for the duration of this call (built from a live View); the
@@ -625,7 +699,7 @@ impl RawComm {
     }
 
     /// Blocking receive into a described buffer. On truncation the error code is returned with the status.
-    pub(crate) fn recv(&self, d: &Desc, source: i32, tag: i32) -> std::result::Result<RawStatus, (Code, RawStatus)> {
+    pub(crate) fn recv(&self, d: &Desc, source: i32, tag: i32) -> Completed {
         let mut st = new_status();
         // SAFETY: `d` describes memory exclusively borrowed for this call (built from a live ViewMut); MPI writes
         // at most the described elements into it.
@@ -636,15 +710,7 @@ impl RawComm {
 
     /// `MPI_Sendrecv` of two described buffers.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn sendrecv(
-        &self,
-        sd: &Desc,
-        dest: i32,
-        stag: i32,
-        rd: &Desc,
-        source: i32,
-        rtag: i32,
-    ) -> std::result::Result<RawStatus, (Code, RawStatus)> {
+    pub(crate) fn sendrecv(&self, sd: &Desc, dest: i32, stag: i32, rd: &Desc, source: i32, rtag: i32) -> Completed {
         let mut st = new_status();
         // SAFETY: both descriptions come from live borrows (the receive one exclusive) that outlast the call.
         let code = unsafe {
@@ -758,7 +824,7 @@ pub(crate) struct RawMessage {
 
 impl RawMessage {
     /// Receives the matched message into `d`, which the caller checked is large enough.
-    pub(crate) fn recv(mut self, d: &Desc) -> std::result::Result<RawStatus, (Code, RawStatus)> {
+    pub(crate) fn recv(mut self, d: &Desc) -> Completed {
         let mut st = new_status();
         // SAFETY: `self.handle` is a matched message not yet received (consumed by value); `d` describes
         // exclusively borrowed memory at least as large as the message (checked by the caller from the probe).
@@ -856,7 +922,7 @@ impl RawRequest {
     }
 
     /// Waits for completion; the request becomes null.
-    pub(crate) fn wait(&mut self) -> std::result::Result<RawStatus, (Code, RawStatus)> {
+    pub(crate) fn wait(&mut self) -> Completed {
         let mut st = new_status();
         // SAFETY: `self.0` is an active or null request; MPI_Wait sets it to MPI_REQUEST_NULL.
         let code = unsafe { ffi::MPI_Wait(&mut self.0, &mut st) };
@@ -876,6 +942,17 @@ impl RawRequest {
 }
 
 impl RawRequest {
+    /// A copy of the handle, for [`wait_handle`] while the request stays where it is.
+    pub(crate) fn handle(&self) -> ffi::MPI_Request {
+        self.0
+    }
+
+    /// Marks the request as completed elsewhere (by [`wait_handle`] on a copy of its handle).
+    pub(crate) fn completed_elsewhere(&mut self) {
+        // SAFETY: reading a constant exported by the MPI shim.
+        self.0 = unsafe { ffi::RSMPI_REQUEST_NULL };
+    }
+
     /// Cancels a pending receive: `Ok(None)` if it was cancelled, `Ok(Some(status))` if it had completed
     /// (matched) before the cancel took effect. The request becomes null either way.
     pub(crate) fn cancel(&mut self) -> RawResult<Option<RawStatus>> {
@@ -930,6 +1007,81 @@ impl Drop for RawRequest {
             let _ = self.wait();
         }
     }
+}
+
+/// Blocks until at least one of the requests with handles `hs` (copies taken with [`RawRequest::handle`]) completes
+/// (`MPI_Waitsome`); returns the indices that completed with their status or error code. The caller marks the
+/// originals with [`RawRequest::completed_elsewhere`].
+pub(crate) fn wait_some_handles(hs: &[ffi::MPI_Request]) -> RawResult<Vec<(usize, Completed)>> {
+    let n = hs.len();
+    let mut handles = hs.to_vec();
+    let mut indices = vec![0 as c_int; n];
+    let mut sts: Vec<ffi::MPI_Status> = (0..n).map(|_| new_status()).collect();
+    let mut out: c_int = 0;
+    // SAFETY: arrays of `n` handles, indices and statuses; each handle belongs to an active request owned by an
+    // engine entry that nothing else tests while this wait runs (the progress callback skips marked entries).
+    let code = unsafe {
+        ffi::MPI_Waitsome(
+            n as c_int,
+            handles.as_mut_ptr(),
+            &mut out,
+            indices.as_mut_ptr(),
+            sts.as_mut_ptr(),
+        )
+    };
+    if code != 0 && code != ffi::MPI_ERR_IN_STATUS as c_int {
+        return Err(Code(code));
+    }
+    if out == ffi::MPI_UNDEFINED || out <= 0 {
+        return Ok(Vec::new());
+    }
+    Ok((0..out as usize)
+        .map(|k| {
+            let s = RawStatus::from(&sts[k]);
+            let e = if code == 0 { 0 } else { sts[k].MPI_ERROR };
+            (indices[k] as usize, if e == 0 { Ok(s) } else { Err((Code(e), s)) })
+        })
+        .collect())
+}
+
+/// Tests all requests at once (`MPI_Testsome`: one round of progress, then a consistent look at every request).
+/// Returns the indices of those that completed, with their status or error code; they become null.
+pub(crate) fn test_some(reqs: &mut [&mut RawRequest]) -> RawResult<Vec<(usize, Completed)>> {
+    let n = reqs.len();
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let mut handles: Vec<ffi::MPI_Request> = reqs.iter().map(|r| r.0).collect();
+    let mut indices = vec![0 as c_int; n];
+    let mut sts: Vec<ffi::MPI_Status> = (0..n).map(|_| new_status()).collect();
+    let mut out: c_int = 0;
+    // SAFETY: arrays of `n` requests, indices and statuses; every request is active or null.
+    let code = unsafe {
+        ffi::MPI_Testsome(
+            n as c_int,
+            handles.as_mut_ptr(),
+            &mut out,
+            indices.as_mut_ptr(),
+            sts.as_mut_ptr(),
+        )
+    };
+    for (r, h) in reqs.iter_mut().zip(&handles) {
+        r.0 = *h;
+    }
+    if code != 0 && code != ffi::MPI_ERR_IN_STATUS as c_int {
+        return Err(Code(code));
+    }
+    let undefined = ffi::MPI_UNDEFINED;
+    if out == undefined || out <= 0 {
+        return Ok(Vec::new());
+    }
+    Ok((0..out as usize)
+        .map(|k| {
+            let s = RawStatus::from(&sts[k]);
+            let e = if code == 0 { 0 } else { sts[k].MPI_ERROR };
+            (indices[k] as usize, if e == 0 { Ok(s) } else { Err((Code(e), s)) })
+        })
+        .collect())
 }
 
 /// Waits for all requests (`MPI_Waitall`); each becomes null. Returns the first failing code, if any.
@@ -1293,3 +1445,50 @@ loc_type!(f32, ompi_mpi_float_int);
 loc_type!(f64, ompi_mpi_double_int);
 loc_type!(i32, ompi_mpi_2int);
 loc_type!(i64, ompi_mpi_long_int);
+
+// ---------------------------------------------------------------------------------------------------------------
+// Type identity and uninitialised receive targets
+// ---------------------------------------------------------------------------------------------------------------
+
+/// `value` as a `&U` when `T` is `U` (fast paths for `Vec`s of numbers in the object codec).
+pub(crate) fn same_type_ref<T: ?Sized, U: 'static>(value: &T) -> Option<&U> {
+    if typeid::of::<T>() != std::any::TypeId::of::<U>() {
+        return None;
+    }
+    // SAFETY: the type ids are equal, so `T` is `U` (`U` is `'static` and the callers' `U`s have no lifetime
+    // parameters, so erasing lifetimes in `T`'s id cannot equate two different types); `U` is sized, hence so is
+    // `T`, and the reference is reborrowed for the same lifetime.
+    Some(unsafe { &*(value as *const T).cast::<U>() })
+}
+
+/// `value` as a `T` when `T` is `U`; otherwise gives it back.
+pub(crate) fn same_type_owned<U: 'static, T>(value: U) -> std::result::Result<T, U> {
+    if typeid::of::<T>() != std::any::TypeId::of::<U>() {
+        return Err(value);
+    }
+    let value = std::mem::ManuallyDrop::new(value);
+    // SAFETY: `T` is `U` (as in `same_type_ref`); the value is read once and its original is never dropped.
+    Ok(unsafe { ptr::read((&*value as *const U).cast::<T>()) })
+}
+
+/// A new `Vec` of `len` elements filled by `fill` (an MPI receive of exactly `len` elements into the view), without
+/// zeroing the memory first.
+pub(crate) fn vec_filled<T: crate::buffer::Data>(
+    len: usize,
+    fill: impl FnOnce(ViewMut) -> Result<()>,
+) -> Result<Vec<T>> {
+    let mut v: Vec<T> = Vec::with_capacity(len);
+    let view = ViewMut {
+        ptr: v.as_mut_ptr().cast(),
+        len,
+        elem: crate::buffer::Elem::of::<T>(),
+        layout: Layout::Contiguous,
+    };
+    fill(view)?;
+    // SAFETY: the capacity is at least `len`; `fill` succeeded, which means MPI wrote a message of exactly
+    // `len` elements (callers derive `len` from the probed message size) into the first `len` slots, so every
+    // field of every element is initialised (padding bytes may not be, which is allowed). `T: AnyBitPattern`, so
+    // whatever bytes arrived form valid values.
+    unsafe { v.set_len(len) };
+    Ok(v)
+}

@@ -114,6 +114,8 @@ pub(crate) struct Entry {
     key: (i32, i32),
     /// The handle is gone: drop the entry once it is done.
     abandoned: bool,
+    /// The thread is blocked in MPI on this entry's request: progress must not test it meanwhile.
+    blocked: bool,
 }
 
 impl Entry {
@@ -129,6 +131,7 @@ impl Entry {
             state: State::Done(Ok(Status::new(0, 0, 0))),
             key: (-1, -1),
             abandoned: false,
+            blocked: false,
         }
     }
 
@@ -152,6 +155,7 @@ impl Entry {
             state: State::Probing,
             key: (-1, -1),
             abandoned: false,
+            blocked: false,
         }
     }
 
@@ -196,7 +200,7 @@ impl Entry {
 /// The pending receives of one communicator, in the order they were started.
 #[derive(Default)]
 pub(crate) struct Engine {
-    entries: Vec<Entry>,
+    entries: VecDeque<Entry>,
     next: Id,
 }
 
@@ -210,12 +214,13 @@ impl Engine {
     pub(crate) fn push(&mut self, mut e: Entry) -> Id {
         self.next += 1;
         e.id = self.next;
-        self.entries.push(e);
+        self.entries.push_back(e);
         self.next
     }
 
     fn index(&self, id: Id) -> Option<usize> {
-        self.entries.iter().position(|e| e.id == id)
+        // Ids grow in posting order, so the entries stay sorted by id.
+        self.entries.binary_search_by_key(&id, |e| e.id).ok()
     }
 }
 
@@ -224,6 +229,7 @@ thread_local! {
     static ACTIVE: RefCell<Vec<Weak<CommInner>>> = const { RefCell::new(Vec::new()) };
     /// Set while spmd's own code advances engines, so the progress callback does not re-enter it.
     static BUSY: Cell<bool> = const { Cell::new(false) };
+
 }
 
 /// Whether any engine of any thread may have pending receives (a cheap hint for the progress callback).
@@ -301,23 +307,31 @@ pub(crate) fn start_entry(inner: &Rc<CommInner>, mut e: Entry) -> Result<Id> {
 pub(crate) fn progress(inner: &CommInner) {
     let _busy = Busy::enter();
     let mut eng = inner.engine.borrow_mut();
-    // 1. Posted buffer receives, newest first: a receive seen complete here was matched after every older one
-    //    seen complete afterwards, which keeps the order of their later parts right.
-    for e in eng.entries.iter_mut().rev() {
-        let State::Posted(req) = &mut e.state else { continue };
-        match req.test() {
-            Ok(None) => {}
-            Ok(Some(st)) if st.bytes > 0 => e.state = State::Done(Ok(Status::from_raw(st))),
-            Ok(Some(st)) => {
-                e.key = (st.source, st.tag);
-                e.state = State::Aux;
+    // 1. Posted buffer receives, all at once: a consistent look, so a receive seen complete was matched after
+    //    every older one seen complete, which keeps the order of their later parts right.
+    let mut posted: Vec<&mut RawRequest> = Vec::new();
+    let mut which: Vec<usize> = Vec::new();
+    for (i, e) in eng.entries.iter_mut().enumerate() {
+        if e.blocked {
+            continue;
+        }
+        if let State::Posted(req) = &mut e.state {
+            posted.push(req);
+            which.push(i);
+        }
+    }
+    let done = raw::test_some(&mut posted);
+    drop(posted);
+    match done {
+        Ok(done) => {
+            for (k, r) in done {
+                posted_done(&mut eng.entries[which[k]], r);
             }
-            Err((code, st)) => {
-                let err = match &e.target {
-                    Target::Buf(v) if code.is_truncate() => p2p::truncated(e.op, st.source, st.tag, st.bytes, v),
-                    _ => code.error(e.op),
-                };
-                e.state = State::Done(Err(err));
+        }
+        Err(code) => {
+            for &i in &which {
+                let op = eng.entries[i].op;
+                eng.entries[i].state = State::Done(Err(code.error(op)));
             }
         }
     }
@@ -381,13 +395,19 @@ pub(crate) fn progress(inner: &CommInner) {
         if !e.holds_key() {
             continue;
         }
+        if e.blocked {
+            busy.push(e.key);
+            continue;
+        }
         let blocked = busy.contains(&e.key);
         advance(inner, e, blocked);
         if e.holds_key() && !blocked {
             busy.push(e.key);
         }
     }
-    eng.entries.retain(|e| !(e.abandoned && e.is_done()));
+    if eng.entries.iter().any(|e| e.abandoned && e.is_done()) {
+        eng.entries.retain(|e| !(e.abandoned && e.is_done()));
+    }
 }
 
 /// Advances one entry that holds its key; `blocked` means an older entry still takes parts of the same key.
@@ -478,10 +498,10 @@ fn advance(inner: &CommInner, e: &mut Entry, blocked: bool) {
 pub(crate) fn spin_until(mut done: impl FnMut() -> Result<bool>) -> Result<()> {
     let mut idle = 0u32;
     loop {
+        progress_all();
         if done()? {
             return Ok(());
         }
-        progress_all();
         idle += 1;
         if idle.is_multiple_of(1024) {
             std::thread::yield_now();
@@ -491,11 +511,104 @@ pub(crate) fn spin_until(mut done: impl FnMut() -> Result<bool>) -> Result<()> {
 
 /// Waits for entry `id` of `inner`'s engine and removes it: its target and status.
 pub(crate) fn wait_entry(inner: &Rc<CommInner>, id: Id) -> Result<(Target, Status)> {
-    spin_until(|| {
-        let eng = inner.engine.borrow();
-        Ok(eng.index(id).is_none_or(|i| eng.entries[i].is_done()))
-    })?;
+    loop {
+        progress_all();
+        if entry_done(inner, id) {
+            break;
+        }
+        if !block_on_entry(inner, id) {
+            spin_until(|| Ok(entry_done(inner, id)))?;
+            break;
+        }
+    }
     take_entry(inner, id)
+}
+
+/// Blocks in `MPI_Wait` on the MPI request entry `id` is waiting for, if it has one (a posted receive or a
+/// receive of data), and applies the result. Other pending receives advance meanwhile through the progress
+/// callback, which leaves this entry alone. Returns `false` if the entry has no request to block on.
+pub(crate) fn block_on_entry(inner: &CommInner, id: Id) -> bool {
+    block_on_entries(inner, &[id])
+}
+
+/// Blocks in `MPI_Waitsome` until the MPI request of at least one of the entries `ids` completes, and applies
+/// what completed (as `MPI_Waitall` would, many at once). Returns `false` if none has a request to block on.
+pub(crate) fn block_on_entries(inner: &CommInner, ids: &[Id]) -> bool {
+    let mut handles = Vec::with_capacity(ids.len());
+    let mut owners = Vec::with_capacity(ids.len());
+    {
+        let mut eng = inner.engine.borrow_mut();
+        for &id in ids {
+            let Some(i) = eng.index(id) else { continue };
+            let e = &mut eng.entries[i];
+            if let State::Posted(r) | State::MainRecv(r, _) | State::AuxRecv(r, _) = &e.state {
+                handles.push(r.handle());
+                owners.push(id);
+                e.blocked = true;
+            }
+        }
+    }
+    if handles.is_empty() {
+        return false;
+    }
+    let result = raw::wait_some_handles(&handles);
+    let _busy = Busy::enter();
+    let mut eng = inner.engine.borrow_mut();
+    let done: Vec<(usize, raw::Completed)> = match result {
+        Ok(d) => d,
+        Err(code) => {
+            for &id in &owners {
+                if let Some(i) = eng.index(id) {
+                    let e = &mut eng.entries[i];
+                    e.blocked = false;
+                    e.state = State::Done(Err(code.error(e.op)));
+                }
+            }
+            return true;
+        }
+    };
+    for (k, r) in done {
+        let Some(i) = eng.index(owners[k]) else { continue };
+        let e = &mut eng.entries[i];
+        match std::mem::replace(&mut e.state, State::Probing) {
+            State::Posted(mut req) => {
+                req.completed_elsewhere();
+                posted_done(e, r);
+            }
+            State::MainRecv(mut req, st) | State::AuxRecv(mut req, st) => {
+                req.completed_elsewhere();
+                match r {
+                    Ok(_) => e.data_arrived(st),
+                    Err((c, _)) => e.state = State::Done(Err(c.error(&e.context()))),
+                }
+            }
+            other => e.state = other,
+        }
+    }
+    for &id in &owners {
+        if let Some(i) = eng.index(id) {
+            eng.entries[i].blocked = false;
+        }
+    }
+    true
+}
+
+/// Applies the completion of a posted receive (stage 1) to its entry.
+fn posted_done(e: &mut Entry, r: raw::Completed) {
+    match r {
+        Ok(st) if st.bytes > 0 => e.state = State::Done(Ok(Status::from_raw(st))),
+        Ok(st) => {
+            e.key = (st.source, st.tag);
+            e.state = State::Aux;
+        }
+        Err((code, st)) => {
+            let err = match &e.target {
+                Target::Buf(v) if code.is_truncate() => p2p::truncated(e.op, st.source, st.tag, st.bytes, v),
+                _ => code.error(e.op),
+            };
+            e.state = State::Done(Err(err));
+        }
+    }
 }
 
 fn take_entry(inner: &CommInner, id: Id) -> Result<(Target, Status)> {
@@ -503,19 +616,11 @@ fn take_entry(inner: &CommInner, id: Id) -> Result<(Target, Status)> {
     let Some(i) = eng.index(id) else {
         return fail(ErrorKind::InvalidArgument, "the request was already completed");
     };
-    let e = eng.entries.remove(i);
+    let e = eng.entries.remove(i).expect("index from the search");
     match e.state {
         State::Done(r) => r.map(|st| (e.target, st)),
         _ => fail(ErrorKind::InvalidArgument, "the request is not complete"),
     }
-}
-
-/// Tests entry `id` (after one round of progress); `true` once it is done.
-fn test_entry(inner: &CommInner, id: Id) -> bool {
-    progress_all();
-    progress(inner);
-    let eng = inner.engine.borrow();
-    eng.index(id).is_none_or(|i| eng.entries[i].is_done())
 }
 
 /// Whether entry `id` is done (or gone); advances nothing.
@@ -540,8 +645,9 @@ fn decode_target<T: DeserializeOwned>(target: Target, st: Status) -> Result<(T, 
         return fail(ErrorKind::InvalidArgument, "not an object receive");
     };
     let ctx = || format!("recv_obj from rank {} (tag {})", st.source(), st.tag());
+    let oob_bytes: usize = oob.iter().map(Vec::len).sum();
     let v = codec::decode(&bytes, Box::new(codec::BytesOob { arrays: oob }), &ctx)?;
-    Ok((v, st))
+    Ok((v, Status::new(st.source(), st.tag(), bytes.len() + oob_bytes)))
 }
 
 /// Stops tracking entry `id` whose handle is gone: removed at once if nothing has matched it (cancelled, for a
@@ -669,8 +775,23 @@ pub(crate) fn blocking(op: &str, start: impl FnOnce(bool) -> raw::RawResult<Opti
 // Public API: completion
 // ---------------------------------------------------------------------------------------------------------------
 
-/// Something that completes later: a non-blocking send, receive or collective.
-pub trait Completion {
+pub(crate) mod poll {
+    /// Looks whether a request has completed without driving the thread's other receives (which the caller has
+    /// just done), so that waiting on many requests costs one round of progress per pass, not one per request.
+    pub trait Poll {
+        /// Whether the request has completed.
+        fn poll(&mut self) -> crate::Result<bool>;
+        /// Blocks in MPI until the request's next step completes, if it has an MPI request to block on
+        /// (pending receives advance meanwhile through the progress callback); `false` if it has none.
+        fn block(&mut self) -> crate::Result<bool> {
+            Ok(false)
+        }
+    }
+}
+
+/// Something that completes later: a non-blocking send, receive or collective. Implemented by spmd's request
+/// types only.
+pub trait Completion: poll::Poll {
     /// What completion yields: a [`Status`] for buffer operations, the value for object receives.
     type Output;
 
@@ -679,7 +800,10 @@ pub trait Completion {
     ///
     /// # Errors
     /// The operation's error, if it failed.
-    fn test(&mut self) -> Result<bool>;
+    fn test(&mut self) -> Result<bool> {
+        progress_all();
+        self.poll()
+    }
 
     /// Waits for completion and yields the result.
     ///
@@ -695,8 +819,41 @@ pub trait Completion {
 /// The first failing request's error.
 pub fn wait_all<R: Completion>(reqs: impl IntoIterator<Item = R>) -> Result<Vec<R::Output>> {
     let mut reqs: Vec<R> = reqs.into_iter().collect();
-    spin_until(|| test_all(&mut reqs))?;
+    let mut idle = 0u32;
+    loop {
+        progress_all();
+        let mut all = true;
+        let mut blocked = false;
+        for r in reqs.iter_mut() {
+            if !r.poll()? {
+                all = false;
+                // Block in MPI on the first unfinished request that has an MPI request, as MPI_Waitall would:
+                // everything else progresses inside MPI meanwhile.
+                if !blocked {
+                    blocked = r.block()?;
+                }
+            }
+        }
+        if all {
+            break;
+        }
+        if !blocked {
+            idle += 1;
+            if idle.is_multiple_of(1024) {
+                std::thread::yield_now();
+            }
+        }
+    }
     reqs.into_iter().map(Completion::wait).collect()
+}
+
+/// Polls every request once (progress is the caller's); `true` if all have completed.
+fn poll_all<R: Completion>(reqs: &mut [R]) -> Result<bool> {
+    let mut all = true;
+    for r in reqs.iter_mut() {
+        all &= r.poll()?;
+    }
+    Ok(all)
 }
 
 /// Waits until one of the requests completes, removes it from `reqs` and returns its index and result.
@@ -710,7 +867,7 @@ pub fn wait_any<R: Completion>(reqs: &mut Vec<R>) -> Result<(usize, R::Output)> 
     let mut found = None;
     spin_until(|| {
         for (i, r) in reqs.iter_mut().enumerate() {
-            if r.test()? {
+            if r.poll()? {
                 found = Some(i);
                 return Ok(true);
             }
@@ -726,11 +883,8 @@ pub fn wait_any<R: Completion>(reqs: &mut Vec<R>) -> Result<(usize, R::Output)> 
 /// # Errors
 /// The first failing request's error.
 pub fn test_all<R: Completion>(reqs: &mut [R]) -> Result<bool> {
-    let mut all = true;
-    for r in reqs.iter_mut() {
-        all &= r.test()?;
-    }
-    Ok(all)
+    progress_all();
+    poll_all(reqs)
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -821,24 +975,36 @@ pub struct Request<'scope> {
     slot: usize,
 }
 
-impl Completion for Request<'_> {
-    type Output = Status;
+impl poll::Poll for Request<'_> {
+    fn poll(&mut self) -> Result<bool> {
+        let mut slots = self.slots.0.borrow_mut();
+        match &mut slots[self.slot] {
+            // (The progress callback never touches a scope's slots, so they may stay borrowed over MPI_Test.)
+            Slot::Send { reqs, op, .. } => test_raw(reqs, op),
+            Slot::Recv { inner, id } => Ok(entry_done(inner, *id)),
+            Slot::Done => Ok(true),
+        }
+    }
 
-    fn test(&mut self) -> Result<bool> {
+    fn block(&mut self) -> Result<bool> {
         let mut slots = self.slots.0.borrow_mut();
         match &mut slots[self.slot] {
             Slot::Send { reqs, op, .. } => {
-                progress_all();
-                test_raw(reqs, op)
+                raw::wait_all(reqs).map_err(|c| c.error(op))?;
+                Ok(true)
             }
             Slot::Recv { inner, id } => {
                 let (inner, id) = (Rc::clone(inner), *id);
                 drop(slots);
-                Ok(test_entry(&inner, id))
+                Ok(block_on_entry(&inner, id))
             }
-            Slot::Done => Ok(true),
+            Slot::Done => Ok(false),
         }
     }
+}
+
+impl Completion for Request<'_> {
+    type Output = Status;
 
     fn wait(self) -> Result<Status> {
         let slot = std::mem::replace(&mut self.slots.0.borrow_mut()[self.slot], Slot::Done);
@@ -864,13 +1030,19 @@ pub struct SendRequest<'u> {
     _u: PhantomData<&'u Universe>,
 }
 
-impl Completion for SendRequest<'_> {
-    type Output = ();
-
-    fn test(&mut self) -> Result<bool> {
-        progress_all();
+impl poll::Poll for SendRequest<'_> {
+    fn poll(&mut self) -> Result<bool> {
         test_raw(&mut self.reqs, self.op)
     }
+
+    fn block(&mut self) -> Result<bool> {
+        raw::wait_all(&mut self.reqs).map_err(|c| c.error(self.op))?;
+        Ok(true)
+    }
+}
+
+impl Completion for SendRequest<'_> {
+    type Output = ();
 
     fn wait(mut self) -> Result<()> {
         let reqs = std::mem::take(&mut self.reqs);
@@ -892,12 +1064,18 @@ pub struct RecvRequest<'u, T> {
     _u: PhantomData<&'u Universe>,
 }
 
+impl<T> poll::Poll for RecvRequest<'_, T> {
+    fn poll(&mut self) -> Result<bool> {
+        Ok(entry_done(&self.inner, self.id))
+    }
+
+    fn block(&mut self) -> Result<bool> {
+        Ok(block_on_entry(&self.inner, self.id))
+    }
+}
+
 impl<T: DeserializeOwned> Completion for RecvRequest<'_, T> {
     type Output = (T, Status);
-
-    fn test(&mut self) -> Result<bool> {
-        Ok(test_entry(&self.inner, self.id))
-    }
 
     fn wait(mut self) -> Result<(T, Status)> {
         self.taken = true;

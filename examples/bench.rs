@@ -1,0 +1,315 @@
+//! OSU-style micro-benchmarks of spmd, in the format of the C MPI baseline (`mpi_bench.c`), so the two can be run
+//! side by side:
+//!
+//! ```text
+//! mpirun -n 2 --bind-to core target/release/examples/bench            # everything
+//! mpirun -n 2 --bind-to core target/release/examples/bench pt2pt      # ping-pong and streaming bandwidth
+//! mpirun -n 2 --bind-to core target/release/examples/bench coll       # collectives
+//! mpirun -n 2 --bind-to core target/release/examples/bench obj        # the object family
+//! ```
+//!
+//! Method (the baseline's): each case doubles its iteration count until a repetition takes half of
+//! `BENCH_TARGET_MS` (default 50), scales it to the target, then times `BENCH_REPS` (default 5) repetitions, each
+//! between a barrier and a max-reduction of the elapsed time over the ranks, and prints the median per operation
+//! on rank 0 as `case=<name> size=<bytes> usec=<median> mbps=<bytes/usec> ...`. Ping-pong times are one way.
+//!
+//! Buffer cases use the baseline's names (`pingpong`, `bw`, `allreduce`, `bcast`, `gather`, `scatter`,
+//! `alltoall`, `barrier`) and page-aligned buffers like it. Object cases are `obj_*`: `obj_pingpong` sends a
+//! `Vec<f64>` (size = its bytes of floats), `obj_oob_pingpong` the same floats inside a struct as an
+//! [`spmd::Oob`] field, `obj_map_pingpong` a `HashMap<String, u64>` of 1000 entries, and `obj_bcast`,
+//! `obj_allreduce` the collectives on `Vec<f64>`.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use spmd::request::{scope, wait_all};
+use spmd::{Comm, Oob, Op};
+
+const MAXBUF: usize = 64 << 20;
+const MAXWIN: usize = 64;
+
+/// Settings of a run.
+struct Bench<'a, 'u> {
+    comm: &'a Comm<'u>,
+    reps: usize,
+    target: f64,
+}
+
+impl Bench<'_, '_> {
+    /// Runs `f(iters)` between a barrier and a max-reduction of the elapsed seconds.
+    fn timed(&self, f: &mut dyn FnMut(u64) -> spmd::Result<()>, iters: u64) -> spmd::Result<f64> {
+        self.comm.barrier()?;
+        let t0 = Instant::now();
+        f(iters)?;
+        let t = t0.elapsed().as_secs_f64();
+        self.comm.all_reduce_scalar(t, Op::Max)
+    }
+
+    /// Calibrates, times `reps` repetitions and prints the median time per operation (`per` ops per iteration).
+    fn case(&self, name: &str, bytes: usize, per: f64, f: &mut dyn FnMut(u64) -> spmd::Result<()>) -> spmd::Result<()> {
+        let (mut iters, mut hits, mut best) = (1u64, 0, f64::MAX);
+        while hits < 2 && iters < (1 << 26) {
+            let t = self.timed(f, iters)?;
+            best = best.min(t / iters as f64);
+            if t >= self.target / 2.0 {
+                hits += 1;
+            } else {
+                iters *= 2;
+            }
+        }
+        let iters = ((self.target / best.max(1e-12)) as u64).clamp(1, 1 << 26);
+        let mut us = Vec::with_capacity(self.reps);
+        for _ in 0..self.reps {
+            us.push(self.timed(f, iters)? * 1e6 / (iters as f64 * per));
+        }
+        us.sort_by(f64::total_cmp);
+        let n = us.len();
+        let med = if n % 2 == 1 {
+            us[n / 2]
+        } else {
+            0.5 * (us[n / 2 - 1] + us[n / 2])
+        };
+        if self.comm.rank() == 0 {
+            let mbps = if bytes > 0 {
+                format!("{:.2}", bytes as f64 / med)
+            } else {
+                "-".into()
+            };
+            println!(
+                "case={name} size={bytes} usec={med:.3} mbps={mbps} np={} iters={iters} min={:.3} max={:.3}",
+                self.comm.size(),
+                us[0],
+                us[n - 1]
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A page-aligned window of `len` bytes inside `v` (as the baseline's posix_memalign'd buffers).
+fn aligned(v: &mut [u8], len: usize) -> &mut [u8] {
+    let off = v.as_ptr().align_offset(4096);
+    &mut v[off..off + len]
+}
+
+/// The same floats as an object with an out-of-band field.
+#[derive(Serialize, Deserialize)]
+struct Field {
+    step: u64,
+    values: Oob<f64>,
+}
+
+fn main() -> spmd::Result<()> {
+    let what = std::env::args().nth(1).unwrap_or_else(|| "all".into());
+    let universe = spmd::init()?;
+    let world = universe.world();
+    let (rank, np) = (world.rank(), world.size());
+    let env_num = |k: &str, d: f64| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
+    let reps = env_num("BENCH_REPS", 5.0) as usize;
+    let b = Bench {
+        comm: &world,
+        reps: reps.clamp(1, 64),
+        target: env_num("BENCH_TARGET_MS", 50.0) / 1e3,
+    };
+    if rank == 0 {
+        let lib = universe.library_version();
+        let lib = lib.split([',', '\n']).next().unwrap_or("");
+        println!(
+            "# impl=spmd np={np} reps={} target_ms={:.0} mpi=\"{lib}\"",
+            b.reps,
+            b.target * 1e3
+        );
+    }
+    let mut sraw = vec![1u8; MAXBUF + 4096];
+    let mut rraw = vec![0u8; MAXBUF + 4096];
+    let sbuf = aligned(&mut sraw, MAXBUF);
+    let rbuf = aligned(&mut rraw, MAXBUF);
+    let mut sizes: Vec<usize> = std::iter::successors(Some(8usize), |s| Some(s * 4))
+        .take_while(|&s| s <= 8 << 20)
+        .collect();
+    sizes.push(16 << 20);
+    let peer = 1 - rank.min(1);
+    let pair = rank < 2;
+
+    if (what == "all" || what == "pt2pt") && np >= 2 {
+        for &n in &sizes {
+            b.case("pingpong", n, 2.0, &mut |iters| {
+                if !pair {
+                    return Ok(());
+                }
+                for _ in 0..iters {
+                    if rank == 0 {
+                        world.send_buf(peer, 1, &sbuf[..n])?;
+                        world.recv_buf_into(peer, 1, &mut rbuf[..n])?;
+                    } else {
+                        world.recv_buf_into(peer, 1, &mut rbuf[..n])?;
+                        world.send_buf(peer, 1, &sbuf[..n])?;
+                    }
+                }
+                Ok(())
+            })?;
+        }
+        for &n in &sizes {
+            let w = (MAXBUF / n).clamp(1, MAXWIN);
+            b.case("bw", n, w as f64, &mut |iters| {
+                for _ in 0..iters {
+                    if rank == 0 {
+                        let src = &sbuf[..n];
+                        scope(|s| -> spmd::Result<()> {
+                            let reqs = (0..w)
+                                .map(|_| world.isend_buf(s, 1, 2, src))
+                                .collect::<spmd::Result<Vec<_>>>()?;
+                            wait_all(reqs)?;
+                            Ok(())
+                        })?;
+                        world.recv_buf_into(1, 3, &mut rbuf[..4])?;
+                    } else if rank == 1 {
+                        scope(|s| -> spmd::Result<()> {
+                            let reqs = rbuf
+                                .chunks_mut(n)
+                                .take(w)
+                                .map(|chunk| world.irecv_buf_into(s, 0, 2, chunk))
+                                .collect::<spmd::Result<Vec<_>>>()?;
+                            wait_all(reqs)?;
+                            Ok(())
+                        })?;
+                        world.send_buf(0, 3, &sbuf[..4])?;
+                    }
+                }
+                Ok(())
+            })?;
+        }
+    }
+
+    if what == "all" || what == "coll" {
+        let doubles: Vec<usize> = vec![1, 8, 64, 512, 4096, 32768, 262144, 1 << 20];
+        let sd: Vec<f64> = vec![1.0; 1 << 20];
+        let mut rd: Vec<f64> = vec![0.0; 1 << 20];
+        for &n in &doubles {
+            b.case("allreduce", 8 * n, 1.0, &mut |iters| {
+                for _ in 0..iters {
+                    world.all_reduce_buf(&sd[..n], &mut rd[..n], Op::Sum)?;
+                }
+                Ok(())
+            })?;
+        }
+        for &n in &sizes {
+            b.case("bcast", n, 1.0, &mut |iters| {
+                for _ in 0..iters {
+                    world.broadcast_buf(0, &mut sbuf[..n])?;
+                }
+                Ok(())
+            })?;
+        }
+        for n in [1024usize, 65536] {
+            b.case("gather", n, 1.0, &mut |iters| {
+                for _ in 0..iters {
+                    world.gather_buf(0, &sbuf[..n], (rank == 0).then_some(&mut rbuf[..n * np]))?;
+                }
+                Ok(())
+            })?;
+        }
+        for n in [1024usize, 65536] {
+            b.case("scatter", n, 1.0, &mut |iters| {
+                for _ in 0..iters {
+                    world.scatter_buf(0, (rank == 0).then_some(&sbuf[..n * np]), &mut rbuf[..n])?;
+                }
+                Ok(())
+            })?;
+        }
+        for n in [1024usize, 65536] {
+            b.case("alltoall", n, 1.0, &mut |iters| {
+                for _ in 0..iters {
+                    world.all_to_all_buf(&sbuf[..n * np], &mut rbuf[..n * np])?;
+                }
+                Ok(())
+            })?;
+        }
+        b.case("barrier", 0, 1.0, &mut |iters| {
+            for _ in 0..iters {
+                world.barrier()?;
+            }
+            Ok(())
+        })?;
+    }
+
+    if (what == "all" || what == "obj") && np >= 2 {
+        let counts: Vec<usize> = sizes.iter().map(|s| s / 8).collect();
+        for &n in &counts {
+            let v: Vec<f64> = vec![1.0; n];
+            b.case("obj_pingpong", 8 * n, 2.0, &mut |iters| {
+                if !pair {
+                    return Ok(());
+                }
+                for _ in 0..iters {
+                    if rank == 0 {
+                        world.send_obj(peer, 1, &v)?;
+                        let _: (Vec<f64>, _) = world.recv_obj(peer, 1)?;
+                    } else {
+                        let (got, _): (Vec<f64>, _) = world.recv_obj(peer, 1)?;
+                        world.send_obj(peer, 1, &got)?;
+                    }
+                }
+                Ok(())
+            })?;
+        }
+        for &n in &counts {
+            let f = Field {
+                step: 7,
+                values: Oob(vec![1.0; n]),
+            };
+            b.case("obj_oob_pingpong", 8 * n, 2.0, &mut |iters| {
+                if !pair {
+                    return Ok(());
+                }
+                for _ in 0..iters {
+                    if rank == 0 {
+                        world.send_obj(peer, 1, &f)?;
+                        let _: (Field, _) = world.recv_obj(peer, 1)?;
+                    } else {
+                        let (got, _): (Field, _) = world.recv_obj(peer, 1)?;
+                        world.send_obj(peer, 1, &got)?;
+                    }
+                }
+                Ok(())
+            })?;
+        }
+        let map: HashMap<String, u64> = (0..1000u64).map(|i| (format!("key-{i:04}"), i)).collect();
+        let map_bytes = bincode::serialized_size(&map).unwrap_or(0) as usize;
+        b.case("obj_map_pingpong", map_bytes, 2.0, &mut |iters| {
+            if !pair {
+                return Ok(());
+            }
+            for _ in 0..iters {
+                if rank == 0 {
+                    world.send_obj(peer, 1, &map)?;
+                    let _: (HashMap<String, u64>, _) = world.recv_obj(peer, 1)?;
+                } else {
+                    let (got, _): (HashMap<String, u64>, _) = world.recv_obj(peer, 1)?;
+                    world.send_obj(peer, 1, &got)?;
+                }
+            }
+            Ok(())
+        })?;
+        for n in [1usize, 512, 65536, 1 << 20] {
+            let v: Vec<f64> = vec![1.0; n];
+            b.case("obj_bcast", 8 * n, 1.0, &mut |iters| {
+                for _ in 0..iters {
+                    let _ = world.broadcast_obj(0, (rank == 0).then(|| v.clone()))?;
+                }
+                Ok(())
+            })?;
+        }
+        for n in [1usize, 512, 65536] {
+            let v: Vec<f64> = vec![1.0; n];
+            b.case("obj_allreduce", 8 * n, 1.0, &mut |iters| {
+                for _ in 0..iters {
+                    let _ = world.all_reduce_obj(v.clone(), |a, b| a.iter().zip(&b).map(|(x, y)| x + y).collect())?;
+                }
+                Ok(())
+            })?;
+        }
+    }
+    Ok(())
+}
