@@ -290,7 +290,14 @@ impl Builder {
             );
         }
         crate::p2p::init_tag_ub();
-        let world = CommInner::new(raw::RawComm::world().dup()?)?;
+        // A first barrier on MPI_COMM_WORLD (whose errors are fatal) reaches every peer once: a process that cannot
+        // reach another (no common transport) ends the job here with Open MPI's message, instead of leaving the
+        // communicator duplications below waiting.
+        let world_comm = raw::RawComm::world();
+        world_comm
+            .barrier_nb(false)
+            .map_err(|c| c.error("MPI_Barrier at init"))?;
+        let world = CommInner::new(world_comm.dup()?)?;
         WORLD_RANK.store(world.rank as i64, Ordering::SeqCst);
         ABORT_ON_FAILURE.store(self.policy == FailurePolicy::Abort, Ordering::SeqCst);
         let env_checks = std::env::var("SPMD_CHECKS").ok().map(|v| v != "0" && !v.is_empty());

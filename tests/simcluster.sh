@@ -57,6 +57,7 @@ teardown() {
         rm -rf "/etc/netns/$ns"
     done
     [ -n "$SIM" ] && rm -rf "$SIM"
+    rmdir /etc/netns 2>/dev/null || true
     NAMESPACES=()
 }
 

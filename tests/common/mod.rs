@@ -69,6 +69,23 @@ pub fn now_ms() -> u128 {
         .as_millis()
 }
 
+/// Where a job runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Launcher {
+    /// `mpirun` on this machine.
+    Local,
+    /// `tests/simcluster.sh`: a simulated cluster of `hosts` network namespaces; `tcp` false allows only the
+    /// shared-memory and self transports.
+    Sim { hosts: usize, tcp: bool },
+}
+
+/// The simulated-cluster script of this repository.
+pub fn simcluster_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("simcluster.sh")
+}
+
 /// A job to launch under mpirun.
 pub struct Job {
     pub np: usize,
@@ -77,6 +94,7 @@ pub struct Job {
     pub env: Vec<(String, String)>,
     pub mpirun_args: Vec<String>,
     pub timeout: Duration,
+    pub launcher: Launcher,
 }
 
 impl Job {
@@ -88,7 +106,51 @@ impl Job {
             env: Vec::new(),
             mpirun_args: Vec::new(),
             timeout: Duration::from_secs(default_timeout()),
+            launcher: Launcher::Local,
         }
+    }
+
+    /// Runs the job on a simulated cluster of `hosts` hosts instead (see `tests/simcluster.sh`).
+    pub fn on_sim(mut self, hosts: usize, tcp: bool) -> Job {
+        self.launcher = Launcher::Sim { hosts, tcp };
+        self
+    }
+
+    /// The command that launches the job, in its own process group.
+    pub fn command(&self) -> Command {
+        let mut cmd = match self.launcher {
+            Launcher::Local => {
+                let mpirun = std::env::var("SPMD_MPIRUN").unwrap_or_else(|_| "mpirun".into());
+                let mut c = Command::new(mpirun);
+                c.arg("-n").arg(self.np.to_string());
+                // Running more ranks than cores needs --oversubscribe; idle ranks then yield the CPU.
+                c.args(["--oversubscribe", "--mca", "mpi_yield_when_idle", "1"]);
+                c.args(&self.mpirun_args);
+                c
+            }
+            Launcher::Sim { hosts, tcp } => {
+                let mut c = Command::new("bash");
+                c.arg(simcluster_script())
+                    .arg("run")
+                    .arg(hosts.to_string())
+                    .arg(self.np.to_string());
+                if !tcp {
+                    c.arg("--no-tcp");
+                }
+                c.arg("--");
+                c
+            }
+        };
+        cmd.arg(&self.program).args(&self.args);
+        // mpirun refuses to run as root without these; they are harmless for other users.
+        cmd.env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+            .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.process_group(0);
+        cmd
     }
 
     pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Job {
@@ -108,21 +170,7 @@ impl Job {
 
     /// Launches the job and waits for it (at most the timeout; then the whole process group is killed).
     pub fn run(&self) -> Outcome {
-        let mpirun = std::env::var("SPMD_MPIRUN").unwrap_or_else(|_| "mpirun".into());
-        let mut cmd = Command::new(&mpirun);
-        cmd.arg("-n").arg(self.np.to_string());
-        // Running more ranks than cores needs --oversubscribe; idle ranks then yield the CPU.
-        cmd.args(["--oversubscribe", "--mca", "mpi_yield_when_idle", "1"]);
-        cmd.args(&self.mpirun_args);
-        cmd.arg(&self.program).args(&self.args);
-        // mpirun refuses to run as root without these; they are harmless for other users.
-        cmd.env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-            .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        cmd.process_group(0);
+        let mut cmd = self.command();
         let start = Instant::now();
         let mut child = match cmd.spawn() {
             Ok(c) => c,
@@ -133,7 +181,7 @@ impl Job {
                     elapsed: start.elapsed(),
                     ended_ms: now_ms(),
                     stdout: String::new(),
-                    stderr: format!("could not start {mpirun}: {e} (is Open MPI installed?)"),
+                    stderr: format!("could not start the job: {e} (is Open MPI installed?)"),
                 };
             }
         };
@@ -157,7 +205,7 @@ impl Job {
             }
             if start.elapsed() > self.timeout {
                 timed_out = true;
-                kill_group(pid);
+                terminate_group(pid, &mut child);
                 break child.wait().expect("wait for mpirun");
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -177,8 +225,8 @@ impl Job {
     }
 }
 
-/// Ends the process group the harness started (mpirun and its ranks): TERM, then KILL.
-fn kill_group(pgid: i32) {
+/// Ends what is left of the process group the harness started (mpirun and its ranks): TERM, then KILL.
+pub fn kill_group(pgid: i32) {
     // SAFETY: kill(2) with a negative pid signals the process group we created for the job; no memory involved.
     unsafe {
         if libc::kill(-pgid, libc::SIGTERM) == 0 {
@@ -186,6 +234,22 @@ fn kill_group(pgid: i32) {
             libc::kill(-pgid, libc::SIGKILL);
         }
     }
+}
+
+/// Stops a job that overran its time: TERM to its process group, up to 10 s for the leader (a launcher script
+/// tears down what it set up), then KILL to the group.
+pub fn terminate_group(pgid: i32, child: &mut std::process::Child) {
+    // SAFETY: kill(2) on the process group we created for the job.
+    unsafe { libc::kill(-pgid, libc::SIGTERM) };
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(10) {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: as above.
+    unsafe { libc::kill(-pgid, libc::SIGKILL) };
 }
 
 /// Seconds a job may run: `SPMD_TEST_TIMEOUT` or 120.
@@ -222,6 +286,7 @@ pub enum Comms {
 }
 
 /// A test body run on every rank of a job.
+#[derive(Clone, Copy)]
 pub struct Case {
     pub name: &'static str,
     pub run: fn(&Comm) -> spmd::Result<()>,
@@ -329,11 +394,39 @@ pub fn main(cases: &[Case], extra: Vec<libtest_mimic::Trial>) {
     main_with_sizes(cases, &[1, 2, 3, 4], extra)
 }
 
-/// [`main`] with the given rank counts.
-pub fn main_with_sizes(cases: &[Case], sizes: &[usize], extra: Vec<libtest_mimic::Trial>) {
+/// Runs as a child rank if this process was started as one (see [`main`]); returns otherwise.
+pub fn child_if_asked(cases: &[Case]) {
     if std::env::var_os("SPMD_TEST_CHILD").is_some() {
         child(cases);
     }
+}
+
+/// Checks that every case reported success on every communicator at `np` ranks.
+pub fn check_cases_ok(cases: &[Case], wanted: Option<&[&str]>, np: usize, out: &Outcome) -> Result<(), String> {
+    if !out.success() {
+        return Err(out.describe());
+    }
+    for c in cases
+        .iter()
+        .filter(|c| !c.special && wanted.is_none_or(|w| w.contains(&c.name)))
+    {
+        for v in variants(c) {
+            let line = format!("spmd-test ok {} [{v}] np={np}", c.name);
+            if !out.stdout.contains(&line) {
+                return Err(format!(
+                    "case {} [{v}] did not report success\n{}",
+                    c.name,
+                    out.describe()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// [`main`] with the given rank counts.
+pub fn main_with_sizes(cases: &[Case], sizes: &[usize], extra: Vec<libtest_mimic::Trial>) {
+    child_if_asked(cases);
     let mut args = libtest_mimic::Arguments::from_args();
     // One mpirun at a time: jobs of up to four ranks already fill a small machine.
     args.test_threads.get_or_insert(1);

@@ -1,0 +1,3 @@
+//! Test cases shared by several test binaries.
+
+pub mod messaging;
