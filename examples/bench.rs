@@ -5,19 +5,25 @@
 //! mpirun -n 2 --bind-to core target/release/examples/bench            # everything
 //! mpirun -n 2 --bind-to core target/release/examples/bench pt2pt      # ping-pong and streaming bandwidth
 //! mpirun -n 2 --bind-to core target/release/examples/bench coll       # collectives
-//! mpirun -n 2 --bind-to core target/release/examples/bench obj        # the object family
+//! mpirun -n 2 --bind-to core target/release/examples/bench obj        # the object family, each size right after
+//!                                                                     # the buffer ping-pong of the same size
 //! ```
 //!
 //! Method (the baseline's): each case doubles its iteration count until a repetition takes half of
 //! `BENCH_TARGET_MS` (default 50), scales it to the target, then times `BENCH_REPS` (default 5) repetitions, each
 //! between a barrier and a max-reduction of the elapsed time over the ranks, and prints the median per operation
-//! on rank 0 as `case=<name> size=<bytes> usec=<median> mbps=<bytes/usec> ...`. Ping-pong times are one way.
+//! on rank 0 as `case=<name> size=<bytes> usec=<median> mbps=<bytes/usec> ... probe=<a>,<b>`. Ping-pong times are
+//! one way; `probe` is an 8-byte ping-pong before and after the case, which tells which placement of the two vCPUs
+//! the case ran on (about 0.1-0.2 µs near, 0.35 µs far on the machines spmd is measured on).
 //!
 //! Buffer cases use the baseline's names (`pingpong`, `bw`, `allreduce`, `bcast`, `gather`, `scatter`,
 //! `alltoall`, `barrier`) and page-aligned buffers like it. Object cases are `obj_*`: `obj_pingpong` sends a
 //! `Vec<f64>` (size = its bytes of floats), `obj_oob_pingpong` the same floats inside a struct as an
 //! [`spmd::Oob`] field, `obj_map_pingpong` a `HashMap<String, u64>` of 1000 entries, and `obj_bcast`,
 //! `obj_allreduce` the collectives on `Vec<f64>`.
+//!
+//! `examples/bench_tools/run.sh` runs this program and the baseline alternately and compares them, over all
+//! rounds and over the rounds where both ran on the same vCPU placement.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -37,6 +43,29 @@ struct Bench<'a, 'u> {
 }
 
 impl Bench<'_, '_> {
+    /// One-way time of an 8-byte ping-pong between ranks 0 and 1 (2000 round trips), as the baseline measures
+    /// before and after each case: it tells which placement of the vCPUs the case ran on.
+    fn probe(&self) -> spmd::Result<f64> {
+        let (rank, comm) = (self.comm.rank(), self.comm);
+        let (s, mut r) = ([0u8; 8], [0u8; 8]);
+        let mut f = |iters: u64| -> spmd::Result<()> {
+            if comm.size() < 2 || rank > 1 {
+                return Ok(());
+            }
+            for _ in 0..iters {
+                if rank == 0 {
+                    comm.send_buf(1, 9, &s)?;
+                    comm.recv_buf_into(1, 9, &mut r)?;
+                } else {
+                    comm.recv_buf_into(0, 9, &mut r)?;
+                    comm.send_buf(0, 9, &s)?;
+                }
+            }
+            Ok(())
+        };
+        Ok(self.timed(&mut f, 2000)? * 1e6 / 4000.0)
+    }
+
     /// Runs `f(iters)` between a barrier and a max-reduction of the elapsed seconds.
     fn timed(&self, f: &mut dyn FnMut(u64) -> spmd::Result<()>, iters: u64) -> spmd::Result<f64> {
         self.comm.barrier()?;
@@ -59,10 +88,12 @@ impl Bench<'_, '_> {
             }
         }
         let iters = ((self.target / best.max(1e-12)) as u64).clamp(1, 1 << 26);
+        let p0 = self.probe()?;
         let mut us = Vec::with_capacity(self.reps);
         for _ in 0..self.reps {
             us.push(self.timed(f, iters)? * 1e6 / (iters as f64 * per));
         }
+        let p1 = self.probe()?;
         us.sort_by(f64::total_cmp);
         let n = us.len();
         let med = if n % 2 == 1 {
@@ -77,7 +108,7 @@ impl Bench<'_, '_> {
                 "-".into()
             };
             println!(
-                "case={name} size={bytes} usec={med:.3} mbps={mbps} np={} iters={iters} min={:.3} max={:.3}",
+                "case={name} size={bytes} usec={med:.3} mbps={mbps} np={} iters={iters} min={:.3} max={:.3} probe={p0:.3},{p1:.3}",
                 self.comm.size(),
                 us[0],
                 us[n - 1]
@@ -85,6 +116,35 @@ impl Bench<'_, '_> {
         }
         Ok(())
     }
+}
+
+/// A ping-pong between ranks 0 and 1 of `value`: rank 0 sends it and receives the echo; rank 1 receives and sends
+/// back what it got (a new value each time, as a real receiver would have).
+fn pingpong_obj<T>(
+    b: &Bench<'_, '_>,
+    name: &str,
+    bytes: usize,
+    value: &T,
+    send: impl Fn(&Comm<'_>, usize, &T) -> spmd::Result<()>,
+    recv: impl Fn(&Comm<'_>, usize) -> spmd::Result<T>,
+) -> spmd::Result<()> {
+    let (comm, rank) = (b.comm, b.comm.rank());
+    b.case(name, bytes, 2.0, &mut |iters| {
+        if rank > 1 {
+            return Ok(());
+        }
+        let peer = 1 - rank;
+        for _ in 0..iters {
+            if rank == 0 {
+                send(comm, peer, value)?;
+                recv(comm, peer)?;
+            } else {
+                let got = recv(comm, peer)?;
+                send(comm, peer, &got)?;
+            }
+        }
+        Ok(())
+    })
 }
 
 /// A page-aligned window of `len` bytes inside `v` (as the baseline's posix_memalign'd buffers).
@@ -235,63 +295,53 @@ fn main() -> spmd::Result<()> {
     }
 
     if (what == "all" || what == "obj") && np >= 2 {
-        let counts: Vec<usize> = sizes.iter().map(|s| s / 8).collect();
-        for &n in &counts {
-            let v: Vec<f64> = vec![1.0; n];
-            b.case("obj_pingpong", 8 * n, 2.0, &mut |iters| {
-                if !pair {
-                    return Ok(());
-                }
-                for _ in 0..iters {
-                    if rank == 0 {
-                        world.send_obj(peer, 1, &v)?;
-                        let _: (Vec<f64>, _) = world.recv_obj(peer, 1)?;
-                    } else {
-                        let (got, _): (Vec<f64>, _) = world.recv_obj(peer, 1)?;
-                        world.send_obj(peer, 1, &got)?;
-                    }
-                }
-                Ok(())
-            })?;
-        }
-        for &n in &counts {
+        for &bytes in &sizes {
+            let n = bytes / 8;
+            // In `obj` mode the buffer ping-pong of the same size runs right before, as the reference measured on
+            // the same placement of the vCPUs.
+            if what == "obj" {
+                let mut r = vec![0u8; bytes];
+                let (s, rb) = (&sbuf[..bytes], std::cell::RefCell::new(&mut r));
+                pingpong_obj(
+                    &b,
+                    "pingpong",
+                    bytes,
+                    &(),
+                    |c, p, _| c.send_buf(p, 1, s),
+                    |c, p| c.recv_buf_into(p, 1, &mut rb.borrow_mut()[..]).map(|_| ()),
+                )?;
+            }
+            pingpong_obj(
+                &b,
+                "obj_pingpong",
+                bytes,
+                &vec![1.0f64; n],
+                |c, p, v| c.send_obj(p, 1, v),
+                |c, p| Ok(c.recv_obj::<Vec<f64>>(p, 1)?.0),
+            )?;
             let f = Field {
                 step: 7,
                 values: Oob(vec![1.0; n]),
             };
-            b.case("obj_oob_pingpong", 8 * n, 2.0, &mut |iters| {
-                if !pair {
-                    return Ok(());
-                }
-                for _ in 0..iters {
-                    if rank == 0 {
-                        world.send_obj(peer, 1, &f)?;
-                        let _: (Field, _) = world.recv_obj(peer, 1)?;
-                    } else {
-                        let (got, _): (Field, _) = world.recv_obj(peer, 1)?;
-                        world.send_obj(peer, 1, &got)?;
-                    }
-                }
-                Ok(())
-            })?;
+            pingpong_obj(
+                &b,
+                "obj_oob_pingpong",
+                bytes,
+                &f,
+                |c, p, v| c.send_obj(p, 1, v),
+                |c, p| Ok(c.recv_obj::<Field>(p, 1)?.0),
+            )?;
         }
         let map: HashMap<String, u64> = (0..1000u64).map(|i| (format!("key-{i:04}"), i)).collect();
         let map_bytes = bincode::serialized_size(&map).unwrap_or(0) as usize;
-        b.case("obj_map_pingpong", map_bytes, 2.0, &mut |iters| {
-            if !pair {
-                return Ok(());
-            }
-            for _ in 0..iters {
-                if rank == 0 {
-                    world.send_obj(peer, 1, &map)?;
-                    let _: (HashMap<String, u64>, _) = world.recv_obj(peer, 1)?;
-                } else {
-                    let (got, _): (HashMap<String, u64>, _) = world.recv_obj(peer, 1)?;
-                    world.send_obj(peer, 1, &got)?;
-                }
-            }
-            Ok(())
-        })?;
+        pingpong_obj(
+            &b,
+            "obj_map_pingpong",
+            map_bytes,
+            &map,
+            |c, p, v| c.send_obj(p, 1, v),
+            |c, p| Ok(c.recv_obj::<HashMap<String, u64>>(p, 1)?.0),
+        )?;
         for n in [1usize, 512, 65536, 1 << 20] {
             let v: Vec<f64> = vec![1.0; n];
             b.case("obj_bcast", 8 * n, 1.0, &mut |iters| {

@@ -109,6 +109,7 @@ pub struct Status {
 }
 
 impl Status {
+    #[inline(always)]
     pub(crate) fn from_raw(s: RawStatus) -> Status {
         Status {
             source: s.source.max(0) as usize,
@@ -376,7 +377,7 @@ impl<'u> Comm<'u> {
     }
 
     /// Validates and converts a source and tag filter to MPI's values.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn match_args(&self, op: &str, source: Source, tag: TagMatch) -> Result<(i32, i32)> {
         let s = match source {
             Source::Any => raw::any_source(),
@@ -393,10 +394,8 @@ impl<'u> Comm<'u> {
         };
         let t = match tag {
             TagMatch::Any => raw::any_tag(),
-            TagMatch::Tag(t) => {
-                check_tag(op, t)?;
-                t
-            }
+            TagMatch::Tag(t) if (t as u32) <= tag_ub() as u32 => t,
+            TagMatch::Tag(t) => return bad_tag(op, t).map(|_| (0, 0)),
         };
         Ok((s, t))
     }
@@ -696,12 +695,19 @@ impl<'u> Comm<'u> {
 }
 
 /// Checks that a tag is within `0..=tag_ub`.
+#[inline(always)]
 pub(crate) fn check_tag(op: &str, tag: Tag) -> Result<()> {
-    if tag < 0 || tag > tag_ub() {
-        return fail(
-            ErrorKind::InvalidTag,
-            format!("{op}: tag {tag} is outside 0..={}", tag_ub()),
-        );
+    if (tag as u32) <= tag_ub() as u32 {
+        return Ok(());
     }
-    Ok(())
+    bad_tag(op, tag)
+}
+
+#[cold]
+#[inline(never)]
+fn bad_tag(op: &str, tag: Tag) -> Result<()> {
+    fail(
+        ErrorKind::InvalidTag,
+        format!("{op}: tag {tag} is outside 0..={}", tag_ub()),
+    )
 }

@@ -851,18 +851,12 @@ impl Drop for RawMessage {
         // A matched message must be received, or it stays in MPI forever: take it into a scratch buffer of its
         // full size (never a smaller one: Open MPI 4.1 writes past the buffer when it truncates a large message).
         if !is_finalized() {
-            let mut st = new_status();
             let mut scratch = vec![0u8; self.bytes];
-            // SAFETY: the scratch buffer holds the whole message; the matched message is consumed here once.
-            unsafe {
-                ffi::MPI_Mrecv(
-                    scratch.as_mut_ptr().cast(),
-                    self.bytes.min(i32::MAX as usize) as c_int,
-                    ffi::RSMPI_UINT8_T,
-                    &mut self.handle,
-                    &mut st,
-                );
-            }
+            let Ok(d) = Desc::bytes_mut(&mut scratch) else { return };
+            let mut st = new_status();
+            // SAFETY: the scratch buffer, described with a datatype that covers any size, holds the whole message;
+            // the matched message is consumed here once.
+            unsafe { ffi::MPI_Mrecv(d.ptr, d.count, d.dt.handle, &mut self.handle, &mut st) };
         }
     }
 }
@@ -1009,6 +1003,28 @@ impl Drop for RawRequest {
     }
 }
 
+/// The completions reported by `MPI_Waitsome` / `MPI_Testsome`: indices with their status or error code.
+fn some_completed(
+    code: c_int,
+    out: c_int,
+    indices: &[c_int],
+    sts: &[ffi::MPI_Status],
+) -> RawResult<Vec<(usize, Completed)>> {
+    if code != 0 && code != ffi::MPI_ERR_IN_STATUS as c_int {
+        return Err(Code(code));
+    }
+    if out == ffi::MPI_UNDEFINED || out <= 0 {
+        return Ok(Vec::new());
+    }
+    Ok((0..out as usize)
+        .map(|k| {
+            let s = RawStatus::from(&sts[k]);
+            let e = if code == 0 { 0 } else { sts[k].MPI_ERROR };
+            (indices[k] as usize, if e == 0 { Ok(s) } else { Err((Code(e), s)) })
+        })
+        .collect())
+}
+
 /// Blocks until at least one of the requests with handles `hs` (copies taken with [`RawRequest::handle`]) completes
 /// (`MPI_Waitsome`); returns the indices that completed with their status or error code. The caller marks the
 /// originals with [`RawRequest::completed_elsewhere`].
@@ -1029,19 +1045,7 @@ pub(crate) fn wait_some_handles(hs: &[ffi::MPI_Request]) -> RawResult<Vec<(usize
             sts.as_mut_ptr(),
         )
     };
-    if code != 0 && code != ffi::MPI_ERR_IN_STATUS as c_int {
-        return Err(Code(code));
-    }
-    if out == ffi::MPI_UNDEFINED || out <= 0 {
-        return Ok(Vec::new());
-    }
-    Ok((0..out as usize)
-        .map(|k| {
-            let s = RawStatus::from(&sts[k]);
-            let e = if code == 0 { 0 } else { sts[k].MPI_ERROR };
-            (indices[k] as usize, if e == 0 { Ok(s) } else { Err((Code(e), s)) })
-        })
-        .collect())
+    some_completed(code, out, &indices, &sts)
 }
 
 /// Tests all requests at once (`MPI_Testsome`: one round of progress, then a consistent look at every request).
@@ -1068,20 +1072,7 @@ pub(crate) fn test_some(reqs: &mut [&mut RawRequest]) -> RawResult<Vec<(usize, C
     for (r, h) in reqs.iter_mut().zip(&handles) {
         r.0 = *h;
     }
-    if code != 0 && code != ffi::MPI_ERR_IN_STATUS as c_int {
-        return Err(Code(code));
-    }
-    let undefined = ffi::MPI_UNDEFINED;
-    if out == undefined || out <= 0 {
-        return Ok(Vec::new());
-    }
-    Ok((0..out as usize)
-        .map(|k| {
-            let s = RawStatus::from(&sts[k]);
-            let e = if code == 0 { 0 } else { sts[k].MPI_ERROR };
-            (indices[k] as usize, if e == 0 { Ok(s) } else { Err((Code(e), s)) })
-        })
-        .collect())
+    some_completed(code, out, &indices, &sts)
 }
 
 /// Waits for all requests (`MPI_Waitall`); each becomes null. Returns the first failing code, if any.

@@ -68,8 +68,8 @@ fn node_local(comm: &Comm) -> spmd::Result<()> {
     Ok(())
 }
 
-/// Ready for a fault: every rank says where it runs, then all keep meeting in barriers for up to a minute.
-fn fault_wait(comm: &Comm) -> spmd::Result<()> {
+/// Says where this rank runs, once every rank is up: the test waits for these lines before a fault.
+fn announce(comm: &Comm) -> spmd::Result<()> {
     comm.barrier()?;
     println!(
         "READY rank {} pid {} host {}",
@@ -77,6 +77,12 @@ fn fault_wait(comm: &Comm) -> spmd::Result<()> {
         std::process::id(),
         spmd::env::processor_name()?
     );
+    Ok(())
+}
+
+/// Ready for a fault: every rank says where it runs, then all keep meeting in barriers for up to a minute.
+fn fault_wait(comm: &Comm) -> spmd::Result<()> {
+    announce(comm)?;
     let t = Instant::now();
     while t.elapsed() < Duration::from_secs(60) {
         comm.barrier()?;
@@ -87,13 +93,7 @@ fn fault_wait(comm: &Comm) -> spmd::Result<()> {
 
 /// The last rank (on the last host) panics while the others wait in a barrier.
 fn fault_panic(comm: &Comm) -> spmd::Result<()> {
-    comm.barrier()?;
-    println!(
-        "READY rank {} pid {} host {}",
-        comm.rank(),
-        std::process::id(),
-        spmd::env::processor_name()?
-    );
+    announce(comm)?;
     if comm.rank() == comm.size() - 1 {
         std::thread::sleep(Duration::from_millis(300));
         println!("PANIC_AT {}", common::now_ms());

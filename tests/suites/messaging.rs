@@ -1154,42 +1154,82 @@ fn misuse_noncontiguous(comm: &Comm) -> spmd::Result<()> {
     Ok(())
 }
 
-/// A 3 GiB buffer and a 3 GiB object between ranks 0 and 1 (run with `--ignored`).
+/// A 3 GiB buffer and a 3 GiB object between ranks 0 and 1, and collectives above 2^31 elements (run at np 2 with
+/// `--ignored`).
 fn huge(comm: &Comm) -> spmd::Result<()> {
     const N: usize = 3 << 30;
     let r = comm.rank();
-    if r > 1 {
-        return Ok(());
-    }
+    let pattern = |i: usize| (i % 251) as u8;
     let t0 = std::time::Instant::now();
     if r == 0 {
         let mut v = vec![0u8; N];
         v.iter_mut()
             .enumerate()
             .step_by(4093)
-            .for_each(|(i, x)| *x = (i % 251) as u8);
+            .for_each(|(i, x)| *x = pattern(i));
         *v.last_mut().expect("non-empty") = 42;
         comm.send_buf(1, 1, &v)?;
+        // As an object: a Vec of numbers travels out of band; inside a tuple it goes through bincode.
         comm.send_obj(1, 2, &v)?;
-    } else {
+        comm.send_obj(1, 3, &("three gibibytes", &v))?;
+    } else if r == 1 {
         let mut v = vec![1u8; N];
         let st = comm.recv_buf_into(0, 1, &mut v)?;
-        let ok =
-            st.bytes() == N && v[N - 1] == 42 && v.iter().enumerate().step_by(4093).all(|(i, &x)| x == (i % 251) as u8);
+        let ok = st.bytes() == N && v[N - 1] == 42 && v.iter().enumerate().step_by(4093).all(|(i, &x)| x == pattern(i));
         println!("HUGE buffer of {N} bytes in {:.1} s", t0.elapsed().as_secs_f64());
         check!(comm, ok, "3 GiB buffer corrupted: {st:?}");
         drop(v);
         let t1 = std::time::Instant::now();
         let (o, st): (Vec<u8>, _) = comm.recv_obj(0, 2)?;
         println!(
-            "HUGE object of {} bytes in {:.1} s",
+            "HUGE object (Vec<u8>, out of band) of {} bytes in {:.1} s",
             st.bytes(),
             t1.elapsed().as_secs_f64()
         );
         check!(
             comm,
-            o.len() == N && o[N - 1] == 42 && o[4093] == (4093 % 251) as u8,
+            o.len() == N && o[N - 1] == 42 && o[4093] == pattern(4093),
             "3 GiB object corrupted"
+        );
+        drop(o);
+        let t2 = std::time::Instant::now();
+        let ((name, o), st): ((String, Vec<u8>), _) = comm.recv_obj(0, 3)?;
+        println!(
+            "HUGE object ((String, Vec<u8>), bincode) of {} bytes in {:.1} s",
+            st.bytes(),
+            t2.elapsed().as_secs_f64()
+        );
+        check!(
+            comm,
+            name == "three gibibytes" && o.len() == N && o[N - 1] == 42,
+            "3 GiB bincode object corrupted"
+        );
+    }
+    // Collectives past i32::MAX elements: a broadcast (one big datatype) and an all-reduce (in pieces).
+    let m = (1usize << 31) + 7;
+    let t3 = std::time::Instant::now();
+    let mut b = if r == 0 { vec![3u8; m] } else { vec![0u8; m] };
+    comm.broadcast_buf(0, &mut b)?;
+    check!(
+        comm,
+        b[0] == 3 && b[m - 1] == 3 && b[m / 2] == 3,
+        "broadcast of {m} bytes"
+    );
+    let mut out = vec![0u8; m];
+    b[m - 1] = 1 << r;
+    comm.all_reduce_buf(&b, &mut out, spmd::Op::BitOr)?;
+    let all: u8 = (0..comm.size()).map(|k| 1u8 << k).fold(0, |a, x| a | x);
+    check!(
+        comm,
+        out[0] == 3 && out[m - 1] == all,
+        "all-reduce of {m} bytes: {} {}",
+        out[0],
+        out[m - 1]
+    );
+    if r == 0 {
+        println!(
+            "HUGE broadcast and all-reduce of {m} bytes in {:.1} s",
+            t3.elapsed().as_secs_f64()
         );
     }
     Ok(())
