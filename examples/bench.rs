@@ -24,6 +24,10 @@
 //!
 //! `examples/bench_tools/run.sh` runs this program and the baseline alternately and compares them, over all
 //! rounds and over the rounds where both ran on the same vCPU placement.
+//!
+//! `bench overhead` measures the layer's own cost where placement cannot interfere: in one process, it alternates
+//! blocks of the same operation through spmd and straight through rsmpi (MPI calls with nothing around them),
+//! and prints the median of each and their ratio over 15 alternations.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -145,6 +149,150 @@ fn pingpong_obj<T>(
         }
         Ok(())
     })
+}
+
+/// spmd against rsmpi in the same process: 8-byte ping-pong, all-reduce of one double, broadcast of 8 bytes.
+fn overhead(world: &Comm<'_>) -> spmd::Result<()> {
+    use mpi::collective::SystemOperation;
+    use mpi::traits::{Communicator, CommunicatorCollectives, Destination, Root, Source};
+    let raw = mpi::topology::SimpleCommunicator::world();
+    let (rank, iters) = (world.rank(), 100_000u32);
+    let peer = 1 - rank.min(1);
+    let (s, mut r) = ([1u8; 8], [0u8; 8]);
+    let (x, mut y) = ([1.0f64], [0.0f64]);
+    let mut b = [0u8; 8];
+    let p = raw.process_at_rank(peer as i32);
+    let root = raw.process_at_rank(0);
+    let (mut r2, mut y2, mut b2) = ([0u8; 8], [0.0f64], [0u8; 8]);
+    type Run<'a> = Box<dyn FnMut() -> spmd::Result<()> + 'a>;
+    let mut cases: Vec<(&str, f64, Run, Run)> = Vec::new();
+    // (name, operations per iteration, spmd, rsmpi); ranks above 1 idle in the ping-pong.
+    let pp_spmd: Run = Box::new(|| {
+        if rank == 0 {
+            world.send_buf(peer, 1, &s)?;
+            world.recv_buf_into(peer, 1, &mut r)?;
+        } else if rank == 1 {
+            world.recv_buf_into(peer, 1, &mut r)?;
+            world.send_buf(peer, 1, &s)?;
+        }
+        Ok(())
+    });
+    let pp_raw: Run = Box::new(|| {
+        if rank == 0 {
+            p.send(&s[..]);
+            p.receive_into(&mut r2[..]);
+        } else if rank == 1 {
+            p.receive_into(&mut r2[..]);
+            p.send(&s[..]);
+        }
+        Ok(())
+    });
+    cases.push(("pingpong", 2.0, pp_spmd, pp_raw));
+    cases.push((
+        "allreduce",
+        1.0,
+        Box::new(|| world.all_reduce_buf(&x, &mut y, Op::Sum)),
+        Box::new(|| {
+            raw.all_reduce_into(&x[..], &mut y2[..], SystemOperation::sum());
+            Ok(())
+        }),
+    ));
+    cases.push((
+        "bcast",
+        1.0,
+        Box::new(|| world.broadcast_buf(0, &mut b)),
+        Box::new(|| {
+            root.broadcast_into(&mut b2[..]);
+            Ok(())
+        }),
+    ));
+    for (name, per, a, c) in cases.iter_mut() {
+        let (mut ta, mut tc) = (Vec::new(), Vec::new());
+        for _ in 0..15 {
+            for (f, out) in [(&mut *a, &mut ta), (&mut *c, &mut tc)] {
+                world.barrier()?;
+                let t0 = Instant::now();
+                for _ in 0..iters {
+                    f()?;
+                }
+                let t = world.all_reduce_scalar(t0.elapsed().as_secs_f64(), Op::Max)?;
+                out.push(t * 1e6 / (f64::from(iters) * *per));
+            }
+        }
+        ta.sort_by(f64::total_cmp);
+        tc.sort_by(f64::total_cmp);
+        if rank == 0 {
+            let (ma, mc) = (ta[7], tc[7]);
+            println!(
+                "overhead case={name} size=8 spmd_usec={ma:.3} rsmpi_usec={mc:.3} ratio={:.3}",
+                ma / mc
+            );
+        }
+    }
+    // Objects against spmd's own buffer ping-pong of the same bytes (8 MiB of f64), alternating.
+    let n = 1 << 20;
+    let v = vec![1.0f64; n];
+    let mut rv = vec![0.0f64; n];
+    let f = Field {
+        step: 7,
+        values: Oob(vec![1.0; n]),
+    };
+    let reps = 20u32;
+    let mut times: [Vec<f64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+    for _ in 0..15 {
+        for (k, out) in times.iter_mut().enumerate() {
+            world.barrier()?;
+            let t0 = Instant::now();
+            for _ in 0..reps {
+                if rank > 1 {
+                    continue;
+                }
+                match (k, rank) {
+                    (0, 0) => {
+                        world.send_buf(peer, 2, &v)?;
+                        world.recv_buf_into(peer, 2, &mut rv)?;
+                    }
+                    (0, _) => {
+                        world.recv_buf_into(peer, 2, &mut rv)?;
+                        world.send_buf(peer, 2, &rv)?;
+                    }
+                    (1, 0) => {
+                        world.send_obj(peer, 2, &v)?;
+                        world.recv_obj::<Vec<f64>>(peer, 2)?;
+                    }
+                    (1, _) => {
+                        let (g, _) = world.recv_obj::<Vec<f64>>(peer, 2)?;
+                        world.send_obj(peer, 2, &g)?;
+                    }
+                    (_, 0) => {
+                        world.send_obj(peer, 2, &f)?;
+                        world.recv_obj::<Field>(peer, 2)?;
+                    }
+                    _ => {
+                        let (g, _) = world.recv_obj::<Field>(peer, 2)?;
+                        world.send_obj(peer, 2, &g)?;
+                    }
+                }
+            }
+            let t = world.all_reduce_scalar(t0.elapsed().as_secs_f64(), Op::Max)?;
+            out.push(t * 1e6 / (f64::from(reps) * 2.0));
+        }
+    }
+    for t in times.iter_mut() {
+        t.sort_by(f64::total_cmp);
+    }
+    if rank == 0 {
+        let b = times[0][7];
+        for (name, t) in [("obj_pingpong", &times[1]), ("obj_oob_pingpong", &times[2])] {
+            println!(
+                "overhead case={name} size={} spmd_usec={:.1} buffer_usec={b:.1} bandwidth_ratio={:.3}",
+                8 * n,
+                t[7],
+                b / t[7]
+            );
+        }
+    }
+    Ok(())
 }
 
 /// A page-aligned window of `len` bytes inside `v` (as the baseline's posix_memalign'd buffers).
@@ -292,6 +440,10 @@ fn main() -> spmd::Result<()> {
             }
             Ok(())
         })?;
+    }
+
+    if what == "overhead" && np >= 2 {
+        overhead(&world)?;
     }
 
     if (what == "all" || what == "obj") && np >= 2 {
