@@ -65,6 +65,32 @@ fn pi_rejects_bad_input() -> Result<(), Failed> {
     Ok(())
 }
 
+fn bench_runs() -> Result<(), Failed> {
+    // A quick pass (1 ms per case, one repetition): the program works and prints the baseline's line format.
+    for what in ["coll", "obj"] {
+        let out = common::mpirun(2, common::example("bench"))
+            .args([what])
+            .env("BENCH_TARGET_MS", "1")
+            .env("BENCH_REPS", "1")
+            .run();
+        if !out.success() {
+            return Err(out.describe().into());
+        }
+        let lines: Vec<&str> = out.stdout.lines().filter(|l| l.starts_with("case=")).collect();
+        let well_formed = lines.iter().all(|l| {
+            l.split_whitespace()
+                .any(|f| f.starts_with("usec=") && f[5..].parse::<f64>().is_ok_and(|u| u > 0.0))
+                && l.contains(" size=")
+                && l.contains(" probe=")
+        });
+        println!("bench {what}: {} cases", lines.len());
+        if lines.len() < 10 || !well_formed {
+            return Err(format!("unexpected bench output\n{}", out.describe()).into());
+        }
+    }
+    Ok(())
+}
+
 fn main() {
     let mut trials = Vec::new();
     for np in [1, 2, 3, 4] {
@@ -72,5 +98,6 @@ fn main() {
         trials.push(Trial::test(format!("pi::np{np}"), move || pi(np)));
     }
     trials.push(Trial::test("pi::rejects_bad_input", pi_rejects_bad_input));
+    trials.push(Trial::test("bench::runs", bench_runs));
     common::main(&[], trials);
 }
