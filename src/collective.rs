@@ -251,7 +251,7 @@ impl<'u> Comm<'u> {
             .map_err(|c| c.error(op))
     }
 
-    fn blocks_op<T: Data>(
+    fn blocks_op(
         &self,
         op: &str,
         kind: BlockKind,
@@ -270,7 +270,6 @@ impl<'u> Comm<'u> {
             Some(v) => Some(Desc::block(v, 0, block)?),
             None => None,
         };
-        let _ = PhantomData::<T>;
         request::blocking(op, |nb| {
             self.inner.raw.blocks(kind, sd.as_ref(), rd.as_ref(), root as i32, nb)
         })
@@ -311,7 +310,7 @@ impl<'u> Comm<'u> {
         self.agree(op, "the send length", sv.len)?;
         let n = sv.len;
         if self.rank() != root {
-            return self.blocks_op::<S::Item>(op, BlockKind::Gather, Some(&sv), None, n, root);
+            return self.blocks_op(op, BlockKind::Gather, Some(&sv), None, n, root);
         }
         let Some(recv) = recv else {
             return Err(misuse(op, "the root must pass a receive buffer".into()));
@@ -328,7 +327,7 @@ impl<'u> Comm<'u> {
             ));
         }
         need_contiguous(op, "receive buffer", rv.is_contiguous())?;
-        self.blocks_op::<S::Item>(op, BlockKind::Gather, Some(&sv), Some(&rv), n, root)
+        self.blocks_op(op, BlockKind::Gather, Some(&sv), Some(&rv), n, root)
     }
 
     /// Gathers every rank's `send` into a new `Vec` on the root (`None` elsewhere).
@@ -380,7 +379,7 @@ impl<'u> Comm<'u> {
         self.agree(op, "the receive length", rv.len)?;
         let n = rv.len;
         if self.rank() != root {
-            return self.blocks_op::<S::Item>(op, BlockKind::Scatter, None, Some(&rv), n, root);
+            return self.blocks_op(op, BlockKind::Scatter, None, Some(&rv), n, root);
         }
         let Some(send) = send else {
             return Err(misuse(op, "the root must pass a send buffer".into()));
@@ -397,7 +396,7 @@ impl<'u> Comm<'u> {
             ));
         }
         need_contiguous(op, "send buffer", sv.is_contiguous())?;
-        self.blocks_op::<S::Item>(op, BlockKind::Scatter, Some(&sv), Some(&rv), n, root)
+        self.blocks_op(op, BlockKind::Scatter, Some(&sv), Some(&rv), n, root)
     }
 
     /// Gathers every rank's `send` (all of length n) into every rank's `recv` (n × size, rank order).
@@ -434,7 +433,7 @@ impl<'u> Comm<'u> {
             ));
         }
         need_contiguous(op, "receive buffer", rv.is_contiguous())?;
-        self.blocks_op::<S::Item>(op, BlockKind::Allgather, Some(&sv), Some(&rv), sv.len, 0)
+        self.blocks_op(op, BlockKind::Allgather, Some(&sv), Some(&rv), sv.len, 0)
     }
 
     /// [`Comm::all_gather_buf`] into a new `Vec`.
@@ -482,7 +481,7 @@ impl<'u> Comm<'u> {
         self.agree(op, "the block length", sv.len / p)?;
         need_contiguous(op, "send buffer", sv.is_contiguous())?;
         need_contiguous(op, "receive buffer", rv.is_contiguous())?;
-        self.blocks_op::<S::Item>(op, BlockKind::Alltoall, Some(&sv), Some(&rv), sv.len / p, 0)
+        self.blocks_op(op, BlockKind::Alltoall, Some(&sv), Some(&rv), sv.len / p, 0)
     }
 
     // ----- buffers: variable counts --------------------------------------------------------------------------
@@ -677,11 +676,12 @@ impl<'u> Comm<'u> {
     // ----- buffers: reductions ----------------------------------------------------------------------------------
 
     /// Runs a reduction in pieces of at most [`REDUCE_CHUNK`] elements.
-    fn chunked(&self, op: &str, len: usize, mut f: impl FnMut(usize, usize, bool) -> raw::Started) -> Result<()> {
+    /// Runs `f(offset, count)` over pieces of at most [`REDUCE_CHUNK`] elements (at least one piece).
+    fn chunked(&self, op: &str, len: usize, mut f: impl FnMut(usize, usize) -> Result<raw::Started>) -> Result<()> {
         let mut off = 0;
         loop {
             let n = (len - off).min(REDUCE_CHUNK);
-            request::blocking(op, |nb| f(off, n, nb))?;
+            f(off, n)?.map(|_| ()).map_err(|c| c.error(op))?;
             off += n;
             if off >= len {
                 return Ok(());
@@ -746,13 +746,13 @@ impl<'u> Comm<'u> {
         } else {
             None
         };
-        self.chunked(name, sv.len, |off, n, nb| {
-            let sd = Desc::block_of(&sv, off, n).map_err(|_| raw::Code(ffi_err()))?;
-            let rd = match &rv {
-                Some(rv) => Some(Desc::block(rv, off, n).map_err(|_| raw::Code(ffi_err()))?),
-                None => None,
-            };
-            self.inner.raw.reduce(Some(&sd), rd.as_ref(), op.raw(), root as i32, nb)
+        self.chunked(name, sv.len, |off, n| {
+            let sd = Desc::block_of(&sv, off, n)?;
+            let rd = rv.as_ref().map(|rv| Desc::block(rv, off, n)).transpose()?;
+            Ok(self
+                .inner
+                .raw
+                .reduce(Some(&sd), rd.as_ref(), op.raw(), root as i32, false))
         })
     }
 
@@ -810,13 +810,10 @@ impl<'u> Comm<'u> {
         }
         self.agree(name, "the buffer length", rv.len)?;
         need_contiguous(name, "receive buffer", rv.is_contiguous())?;
-        self.chunked(name, rv.len, |off, n, nb| {
-            let sd = match &sv {
-                Some(sv) => Some(Desc::block_of(sv, off, n).map_err(|_| raw::Code(ffi_err()))?),
-                None => None,
-            };
-            let rd = Desc::block(&rv, off, n).map_err(|_| raw::Code(ffi_err()))?;
-            self.inner.raw.allreduce_like(kind, sd.as_ref(), &rd, op.raw(), nb)
+        self.chunked(name, rv.len, |off, n| {
+            let sd = sv.as_ref().map(|sv| Desc::block_of(sv, off, n)).transpose()?;
+            let rd = Desc::block(&rv, off, n)?;
+            Ok(self.inner.raw.allreduce_like(kind, sd.as_ref(), &rd, op.raw(), false))
         })
     }
 
@@ -1636,10 +1633,6 @@ impl<'u> Comm<'u> {
 
 fn decode_one<T: DeserializeOwned>(op: &str, source: usize, bytes: &[u8]) -> Result<T> {
     codec::decode_inline(bytes, &|| format!("{op} from rank {source}"))
-}
-
-fn ffi_err() -> i32 {
-    16 // MPI_ERR_OTHER: a description failed before the call (reported through the element description)
 }
 
 /// The state of a non-blocking object collective.

@@ -361,17 +361,14 @@ fn fault_once(fault: Fault, round: usize) -> Result<String, String> {
     }
     let (after, limit) = match fault {
         Fault::RemotePanic => {
-            let at: u128 = lines
-                .iter()
-                .find_map(|l| l.strip_prefix("PANIC_AT ").and_then(|t| t.trim().parse().ok()))
-                .ok_or("no PANIC_AT line")?;
+            let after = common::ms_after(&lines, "PANIC_AT", ended_ms).ok_or("no PANIC_AT line")?;
             if !stderr
                 .lines()
                 .any(|l| l.contains("spmd: rank 5 panicked") && l.contains("deliberate failure"))
             {
                 return Err(format!("no line names rank 5 and the panic:\n{stderr}"));
             }
-            (ended_ms.saturating_sub(at) as f64 / 1e3, 5.0)
+            (after as f64 / 1e3, 5.0)
         }
         _ => ((ended - fault_at).as_secs_f64(), 10.0),
     };

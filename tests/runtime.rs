@@ -217,12 +217,7 @@ fn panic_on_rank2_ends_job() -> Result<(), libtest_mimic::Failed> {
     if !line.contains("deliberate failure on rank 2") {
         return Err(format!("the line lacks the panic message: {line}").into());
     }
-    let at: u128 = out
-        .stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("PANIC_AT ").and_then(|t| t.trim().parse().ok()))
-        .ok_or_else(|| format!("no PANIC_AT line\n{}", out.describe()))?;
-    let after = out.ended_ms.saturating_sub(at);
+    let after = common::ms_after_marker(&out, "PANIC_AT")?;
     println!("rank 2 panicked; mpirun exited with {:?} {after} ms later", out.code);
     if after >= 2000 {
         return Err(format!("the job took {after} ms to end after the panic (limit 2000)").into());
@@ -254,12 +249,7 @@ fn err_from_main_on_rank3_ends_job() -> Result<(), libtest_mimic::Failed> {
     if !out.stderr.lines().any(|l| l.contains("rank 3: main failed on purpose")) {
         return Err(format!("no line names rank 3 and the error\n{}", out.describe()).into());
     }
-    let at: u128 = out
-        .stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("ERR_AT ").and_then(|t| t.trim().parse().ok()))
-        .ok_or_else(|| format!("no ERR_AT line\n{}", out.describe()))?;
-    let after = out.ended_ms.saturating_sub(at);
+    let after = common::ms_after_marker(&out, "ERR_AT")?;
     println!(
         "rank 3 returned Err from main; mpirun exited with {:?} {after} ms later",
         out.code

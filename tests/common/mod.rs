@@ -61,6 +61,25 @@ fn tail(s: &str) -> String {
     lines[start..].join("\n")
 }
 
+/// Milliseconds from the time a rank printed in a line `<marker> <ms since the epoch>` to the job's end.
+pub fn ms_after_marker(out: &Outcome, marker: &str) -> Result<u128, String> {
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    ms_after(&lines, marker, out.ended_ms).ok_or_else(|| format!("no {marker} line\n{}", out.describe()))
+}
+
+/// Milliseconds from the time printed in the first line `<marker> <ms>` among `lines` to `ended_ms`.
+pub fn ms_after<S: AsRef<str>>(lines: &[S], marker: &str, ended_ms: u128) -> Option<u128> {
+    let prefix = format!("{marker} ");
+    lines
+        .iter()
+        .find_map(|l| {
+            l.as_ref()
+                .strip_prefix(prefix.as_str())
+                .and_then(|t| t.trim().parse::<u128>().ok())
+        })
+        .map(|at| ended_ms.saturating_sub(at))
+}
+
 /// Milliseconds since the epoch.
 pub fn now_ms() -> u128 {
     std::time::SystemTime::now()
