@@ -235,7 +235,7 @@ fn overhead(world: &Comm<'_>) -> spmd::Result<()> {
     let mut rv = vec![0.0f64; n];
     let f = Field {
         step: 7,
-        values: Oob(vec![1.0; n]),
+        values: Oob::new(vec![1.0; n]),
     };
     let reps = 20u32;
     let mut times: [Vec<f64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
@@ -473,7 +473,7 @@ fn main() -> spmd::Result<()> {
             )?;
             let f = Field {
                 step: 7,
-                values: Oob(vec![1.0; n]),
+                values: Oob::new(vec![1.0; n]),
             };
             pingpong_obj(
                 &b,

@@ -5,15 +5,14 @@
 //! `rank 2: recv_buf from rank 0 (tag 7): message of 10 elements of f64 does not fit a buffer of 4`.
 //!
 //! Errors are for conditions a caller can cause and handle. A rank that returns an [`Error`] out of `main` ends the
-//! whole job through the failure policy (see [`crate::env`]), so a failing rank never leaves its peers blocked.
+//! whole job through the failure policy (see [`crate::runtime`]), so a failing rank never leaves its peers blocked.
 //!
 //! Not covered yet: error classes for MPI-level failures beyond the code and its message (there is no fault
 //! tolerance in Open MPI 4.1's default error model to build on).
 
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-use crate::env;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 
 /// The result type of every fallible spmd operation.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -40,6 +39,11 @@ pub enum ErrorKind {
     Encode,
     /// Received bytes could not be decoded as the expected type.
     Decode,
+    /// A message of one family met a receive of the other: a buffer (`*_buf`) message received as an object
+    /// (`*_obj`), or the reverse. The message is consumed, so its sender does not wait.
+    WrongFamily,
+    /// A non-blocking operation was cancelled before it completed.
+    Cancelled,
     /// An argument outside its domain that fits none of the other kinds.
     InvalidArgument,
     /// An MPI call returned an error code.
@@ -53,6 +57,34 @@ pub enum ErrorKind {
 /// Number of `Error` values alive in this process; the failure policy uses it to tell a `main` that returns an
 /// error from one that ends normally.
 static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// The world rank of this process while MPI runs (-1 otherwise), recorded in every error.
+static WORLD_RANK: AtomicI64 = AtomicI64::new(-1);
+
+/// What the runtime wants to hear from errors: when the last live one is dropped, and when one is printed with
+/// `Debug` (as `main` does with the error it returns). Set by the runtime, so that this module depends on nothing.
+pub(crate) struct Hooks {
+    pub(crate) last_dropped: fn(&str),
+    pub(crate) reported: fn(),
+}
+
+static HOOKS: OnceLock<Hooks> = OnceLock::new();
+
+/// Installs the runtime's hooks (once per process).
+pub(crate) fn set_hooks(hooks: Hooks) {
+    let _ = HOOKS.set(hooks);
+}
+
+/// Records the world rank for errors made from now on (`None` after MPI ends).
+pub(crate) fn set_world_rank(rank: Option<usize>) {
+    WORLD_RANK.store(rank.map_or(-1, |r| r as i64), Ordering::SeqCst);
+}
+
+/// The world rank of this process while MPI runs.
+pub(crate) fn world_rank() -> Option<usize> {
+    let r = WORLD_RANK.load(Ordering::Relaxed);
+    (r >= 0).then_some(r as usize)
+}
 
 /// The error type of spmd: a kind, the rank that raised it and a one-line message with context.
 pub struct Error {
@@ -74,7 +106,7 @@ impl Error {
         Error {
             inner: Box::new(Inner {
                 kind,
-                rank: env::world_rank(),
+                rank: world_rank(),
                 message: message.into(),
                 source: None,
             }),
@@ -122,8 +154,10 @@ impl Clone for Error {
 impl Drop for Error {
     fn drop(&mut self) {
         let before = LIVE.fetch_sub(1, Ordering::SeqCst);
-        if before == 1 {
-            env::last_error_dropped(&self.to_string());
+        if before == 1
+            && let Some(h) = HOOKS.get()
+        {
+            (h.last_dropped)(&self.to_string());
         }
     }
 }
@@ -144,7 +178,9 @@ impl fmt::Display for Error {
 /// `Debug` prints the same line as `Display`, so that `fn main() -> spmd::Result<()>` reports a readable line.
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        env::error_reported();
+        if let Some(h) = HOOKS.get() {
+            (h.reported)();
+        }
         fmt::Display::fmt(self, f)
     }
 }

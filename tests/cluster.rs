@@ -22,7 +22,7 @@ const NP: usize = 6;
 
 /// The node-local split sees one communicator per host, holding the ranks of that host, in rank blocks.
 fn node_local(comm: &Comm) -> spmd::Result<()> {
-    let name = spmd::env::processor_name()?;
+    let name = spmd::runtime::processor_name()?;
     let names = comm.all_gather_obj(&name)?;
     let hosts: BTreeSet<&String> = names.iter().collect();
     let expected: usize = std::env::var("SPMD_SIM_HOSTS")
@@ -75,7 +75,7 @@ fn announce(comm: &Comm) -> spmd::Result<()> {
         "READY rank {} pid {} host {}",
         comm.rank(),
         std::process::id(),
-        spmd::env::processor_name()?
+        spmd::runtime::processor_name()?
     );
     Ok(())
 }

@@ -17,7 +17,7 @@ fn basics(comm: &Comm) -> spmd::Result<()> {
         comm.rank(),
         comm.size()
     );
-    let name = spmd::env::processor_name()?;
+    let name = spmd::runtime::processor_name()?;
     check!(comm, !name.is_empty(), "empty processor name");
     let sizes = comm.all_gather_obj(&comm.size())?;
     check!(

@@ -5,15 +5,20 @@
 //! `u64` followed by the raw floats), the fastest serde format measured on these machines. bincode is
 //! unmaintained, so it stays behind this module: no bincode type appears in spmd's API.
 //!
-//! An object message is a 4-byte little-endian count of out-of-band arrays followed by the bincode bytes.
+//! An object message is a 16-byte header — the 8 bytes `spmdOBJ1`, the number of out-of-band arrays as a
+//! little-endian `u32`, 4 reserved bytes — followed by the bincode bytes; each out-of-band array follows as a
+//! message of its own (see [`crate::p2p`]). The header lets a receive of the wrong family tell what it got.
 //! Decoding is bounded: it reads only the bytes that arrived, lengths inside the data cannot make it allocate more
 //! than the message holds (serde caps pre-allocation), and trailing bytes are an error, which catches most
 //! receives of the wrong type.
 //!
 //! # Out-of-band arrays
-//! A field of type [`Oob<T>`] (`T` a [`Data`] type that is also serde) is not serialised: inside spmd's object messages, its
-//! elements travel as their own buffer message beside the serialised rest, zero-copy on both sides, as pickle
-//! protocol 5 buffers do for mpi4py. Outside spmd (any other serde format), `Oob<T>` serialises like `Vec<T>`.
+//! A field of type [`Oob<T>`] (`T` a [`Data`] type that is also serde) is not serialised: inside spmd's
+//! point-to-point object messages, its elements travel as their own buffer message beside the serialised rest,
+//! zero-copy on both sides, as pickle protocol 5 buffers do for mpi4py. Outside spmd (any other serde format),
+//! `Oob<T>` serialises like `Vec<T>`. Its elements are shared (reference-counted), so the encoder keeps them alive
+//! until they are sent even when serde serialises a temporary (`#[serde(into = ...)]`); cloning an `Oob` is
+//! cheap, and writing to a shared one copies it first.
 //!
 //! ```
 //! use serde::{Deserialize, Serialize};
@@ -22,7 +27,7 @@
 //! #[derive(Serialize, Deserialize)]
 //! struct Field { name: String, step: u64, values: Oob<f64> }
 //!
-//! let f = Field { name: "temperature".into(), step: 7, values: Oob(vec![0.0; 1 << 20]) };
+//! let f = Field { name: "temperature".into(), step: 7, values: Oob::new(vec![0.0; 1 << 20]) };
 //! assert_eq!(f.values.len(), 1 << 20);
 //! ```
 //!
@@ -30,16 +35,33 @@
 //! `Oob<f64>` with the shape as a normal field).
 
 use std::cell::RefCell;
+use std::sync::Arc;
 
 use bincode::Options;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::buffer::{Data, Elem, View, ViewMut, ViewSource};
+use crate::buffer::{Data, Elem, View, ViewMut, ViewSource, ViewSourceMut};
 use crate::error::{Error, ErrorKind, Result};
 
-/// Bytes before the bincode data in an object message: the number of out-of-band arrays (u32, little-endian).
-pub(crate) const PREFIX: usize = 4;
+/// Bytes before the bincode data in an object message (see the module docs).
+pub(crate) const PREFIX: usize = 16;
+
+/// The first 8 bytes of every object message.
+pub(crate) const MAGIC: [u8; 8] = *b"spmdOBJ1";
+
+/// A header announcing `parts` out-of-band arrays.
+fn header(parts: u32) -> [u8; PREFIX] {
+    let mut h = [0u8; PREFIX];
+    h[..8].copy_from_slice(&MAGIC);
+    h[8..12].copy_from_slice(&parts.to_le_bytes());
+    h
+}
+
+/// Whether `bytes` start like an object message.
+pub(crate) fn is_object(bytes: &[u8]) -> bool {
+    bytes.len() >= PREFIX && bytes[..8] == MAGIC
+}
 
 /// A `Vec` of numbers larger than this travels out of band; smaller ones are copied into the message (one message
 /// is faster than two below the size where the copy costs more than a message).
@@ -63,7 +85,7 @@ fn decode_options(limit: usize) -> impl Options {
 
 thread_local! {
     /// While an object is being encoded: the out-of-band arrays found so far.
-    static SINK: RefCell<Option<Vec<View>>> = const { RefCell::new(None) };
+    static SINK: RefCell<Option<Vec<Part>>> = const { RefCell::new(None) };
     /// While an object is being decoded: where out-of-band arrays come from.
     static SOURCE: RefCell<Option<Box<dyn OobSource>>> = const { RefCell::new(None) };
     /// Reused encode buffer.
@@ -72,28 +94,86 @@ thread_local! {
     static RECV_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// An encoded object: the bytes (prefix + bincode) and the out-of-band arrays to send after them.
-pub(crate) struct Encoded {
+/// Memory that an out-of-band array is sent from, kept alive by the encoded message.
+pub(crate) trait OobData: Send + Sync {
+    /// The elements, valid while `self` lives.
+    fn oob_view(&self) -> View;
+}
+
+impl<T: Data> OobData for Vec<T> {
+    fn oob_view(&self) -> View {
+        self.view()
+    }
+}
+
+/// An out-of-band array of an encoded object.
+pub(crate) enum Part<'a> {
+    /// The elements of an [`Oob`] field: shared, so they live as long as the encoded message.
+    Shared(Arc<dyn OobData>),
+    /// A top-level `Vec` of numbers, borrowed from the value for as long as the encoded message.
+    Borrowed(View, std::marker::PhantomData<&'a ()>),
+}
+
+impl Part<'_> {
+    /// The elements to send.
+    pub(crate) fn view(&self) -> View {
+        match self {
+            Part::Shared(d) => d.oob_view(),
+            Part::Borrowed(v, _) => View {
+                ptr: v.ptr,
+                len: v.len,
+                elem: v.elem,
+                layout: v.layout.clone(),
+            },
+        }
+    }
+}
+
+/// An encoded object: the bytes (prefix + bincode) and the out-of-band arrays to send after them. It borrows the
+/// value it was made from for `'a` (the top-level `Vec` fast path points into it).
+pub(crate) struct Encoded<'a> {
     pub(crate) bytes: Vec<u8>,
-    pub(crate) oob: Vec<View>,
+    pub(crate) oob: Vec<Part<'a>>,
 }
 
 /// Encodes `value` into a buffer taken from the thread's pool (give it back with [`recycle_send`]).
 ///
-/// A `Vec` of numbers is sent as if it were an [`Oob`] field: its length in the message, its elements as their own
-/// zero-copy message.
-pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Encoded> {
+/// A `Vec` of numbers larger than 16 KiB is sent as if it were an [`Oob`] field: its length in the message, its
+/// elements as their own zero-copy message (borrowed from `value` for the life of the result).
+pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Encoded<'_>> {
+    encode_with(value, true)
+}
+
+/// Encodes `value` without borrowing from it (for non-blocking sends, which outlive the borrow): a top-level
+/// `Vec` of numbers is copied into the bytes; `Oob` fields stay shared.
+pub(crate) fn encode_owned<T: Serialize + ?Sized>(value: &T) -> Result<Encoded<'static>> {
+    let e = encode_with(value, false)?;
+    let oob = e
+        .oob
+        .into_iter()
+        .map(|p| match p {
+            Part::Shared(d) => Part::Shared(d),
+            Part::Borrowed(..) => unreachable!("encode_with(.., false) borrows nothing"),
+        })
+        .collect();
+    Ok(Encoded { bytes: e.bytes, oob })
+}
+
+fn encode_with<T: Serialize + ?Sized>(value: &T, borrow: bool) -> Result<Encoded<'_>> {
     let mut bytes = SEND_BUF.with(|b| std::mem::take(&mut *b.borrow_mut()));
     bytes.clear();
-    if let Some(view) = numbers::view_of(value) {
+    if borrow && let Some(view) = numbers::view_of(value) {
         let size = view.len * view.elem.size;
         if size > OOB_MIN_BYTES {
-            bytes.extend_from_slice(&1u32.to_le_bytes());
+            bytes.extend_from_slice(&header(1));
             bytes.extend_from_slice(&(view.len as u64).to_le_bytes());
-            return Ok(Encoded { bytes, oob: vec![view] });
+            return Ok(Encoded {
+                bytes,
+                oob: vec![Part::Borrowed(view, std::marker::PhantomData)],
+            });
         }
     }
-    bytes.extend_from_slice(&[0; PREFIX]);
+    bytes.extend_from_slice(&header(0));
     if numbers::encode_inline(value, &mut bytes) {
         return Ok(Encoded { bytes, oob: Vec::new() });
     }
@@ -110,13 +190,13 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Encoded> {
         ));
     }
     let n = u32::try_from(oob.len()).map_err(|_| Error::new(ErrorKind::Encode, "too many out-of-band arrays"))?;
-    bytes[..PREFIX].copy_from_slice(&n.to_le_bytes());
+    bytes[..PREFIX].copy_from_slice(&header(n));
     Ok(Encoded { bytes, oob })
 }
 
 /// Encodes `value` with out-of-band arrays inline (as sequences), for collectives: prefix 0 + bincode.
 pub(crate) fn encode_inline<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
-    let mut bytes = vec![0u8; PREFIX];
+    let mut bytes = header(0).to_vec();
     if numbers::encode_inline(value, &mut bytes) {
         return Ok(bytes);
     }
@@ -134,8 +214,11 @@ pub(crate) fn encode_inline<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>>
 
 /// Decodes bytes made by [`encode_inline`] (or an error packet, see [`error_packet`]).
 pub(crate) fn decode_inline<T: DeserializeOwned>(bytes: &[u8], context: &dyn Fn() -> String) -> Result<T> {
-    if let Some(msg) = packet_error(bytes) {
-        return Err(Error::new(ErrorKind::InvalidArgument, msg));
+    if let Some(e) = packet_error(bytes) {
+        return Err(e);
+    }
+    if !is_object(bytes) {
+        return Err(not_an_object(bytes.len(), context));
     }
     let data = bytes.get(PREFIX..).unwrap_or(&[]);
     if let Some(v) = numbers::decode_inline::<T>(data) {
@@ -154,20 +237,48 @@ pub(crate) fn decode_inline<T: DeserializeOwned>(bytes: &[u8], context: &dyn Fn(
     })
 }
 
-/// Prefix value that marks a packet carrying an error instead of a value.
-const ERROR_MARK: [u8; PREFIX] = [0xFF; PREFIX];
+/// The error for a message that is not an object message (most likely sent as a buffer).
+pub(crate) fn not_an_object(bytes: usize, context: &dyn Fn() -> String) -> Error {
+    Error::new(
+        ErrorKind::WrongFamily,
+        format!(
+            "{}: received a buffer message of {bytes} bytes where an object was expected (it was sent with a \
+             *_buf call or by a non-spmd program; receive it with a *_buf call, or send it with a *_obj call)",
+            context()
+        ),
+    )
+}
+
+/// Out-of-band count that marks a packet carrying an error instead of a value.
+const ERROR_PARTS: u32 = u32::MAX;
 
 /// A packet that tells the receivers of a collective that it failed on the sender, with the reason.
-pub(crate) fn error_packet(message: &str) -> Vec<u8> {
-    let mut b = ERROR_MARK.to_vec();
+pub(crate) fn error_packet(kind: ErrorKind, message: &str) -> Vec<u8> {
+    let mut b = header(ERROR_PARTS).to_vec();
+    b[12] = match kind {
+        ErrorKind::SizeMismatch => 1,
+        ErrorKind::Encode => 2,
+        _ => 0,
+    };
     b.extend_from_slice(message.as_bytes());
     b
 }
 
-/// The reason carried by an error packet, if `bytes` is one.
-pub(crate) fn packet_error(bytes: &[u8]) -> Option<String> {
-    (bytes.len() >= PREFIX && bytes[..PREFIX] == ERROR_MARK)
-        .then(|| String::from_utf8_lossy(&bytes[PREFIX..]).into_owned())
+/// An error packet carrying `e` (its kind and message, without the rank prefix).
+pub(crate) fn error_packet_of(e: &Error) -> Vec<u8> {
+    error_packet(e.kind(), e.message())
+}
+
+/// The error carried by an error packet, if `bytes` is one.
+pub(crate) fn packet_error(bytes: &[u8]) -> Option<Error> {
+    (is_object(bytes) && bytes[8..12] == ERROR_PARTS.to_le_bytes()).then(|| {
+        let kind = match bytes[12] {
+            1 => ErrorKind::SizeMismatch,
+            2 => ErrorKind::Encode,
+            _ => ErrorKind::InvalidArgument,
+        };
+        Error::new(kind, String::from_utf8_lossy(&bytes[PREFIX..]).into_owned())
+    })
 }
 
 /// Returns an encode buffer to the thread's pool.
@@ -209,18 +320,11 @@ pub(crate) fn recycle_recv(bytes: Vec<u8>) {
 
 /// The number of out-of-band arrays announced by an object message, or an error if it is too short.
 pub(crate) fn oob_count(bytes: &[u8], context: &dyn Fn() -> String) -> Result<usize> {
-    if bytes.len() < PREFIX {
-        return Err(Error::new(
-            ErrorKind::Decode,
-            format!(
-                "{}: message of {} bytes is not an spmd object message",
-                context(),
-                bytes.len()
-            ),
-        ));
+    if !is_object(bytes) {
+        return Err(not_an_object(bytes.len(), context));
     }
-    let mut p = [0u8; PREFIX];
-    p.copy_from_slice(&bytes[..PREFIX]);
+    let mut p = [0u8; 4];
+    p.copy_from_slice(&bytes[8..12]);
     Ok(u32::from_le_bytes(p) as usize)
 }
 
@@ -239,8 +343,11 @@ pub(crate) fn decode<T: DeserializeOwned>(
     source: Box<dyn OobSource>,
     context: &dyn Fn() -> String,
 ) -> Result<T> {
+    if !is_object(bytes) {
+        return Err(not_an_object(bytes.len(), context));
+    }
     let data = bytes.get(PREFIX..).unwrap_or(&[]);
-    if bytes.get(..PREFIX) == Some(&[0; PREFIX])
+    if bytes[8..12] == [0; 4]
         && let Some(v) = numbers::decode_inline::<T>(data)
     {
         return Ok(v);
@@ -263,7 +370,7 @@ pub(crate) fn decode<T: DeserializeOwned>(
                 "{}: could not decode a message of {} bytes as {}: {inner}",
                 context(),
                 bytes.len(),
-                std::any::type_name::<T>()
+                user_type_name::<T>()
             ),
         )
     })
@@ -284,6 +391,12 @@ impl OobSource for NoOob {
     }
 }
 
+/// The name of `T` for messages, with spmd's own wrappers (`spmd::codec::Oob<u64>`) shown as the user wrote
+/// them (`Oob<u64>`) and a top-level `Vec` of numbers decoded out of band named as itself.
+pub(crate) fn user_type_name<T: ?Sized>() -> String {
+    std::any::type_name::<T>().replace("spmd::codec::", "")
+}
+
 /// A source of arrays received beforehand as bytes (non-blocking receives).
 pub(crate) struct BytesOob {
     pub(crate) arrays: std::collections::VecDeque<Vec<u8>>,
@@ -291,7 +404,7 @@ pub(crate) struct BytesOob {
 
 impl OobSource for BytesOob {
     fn next_len(&mut self, elem: &Elem) -> Result<usize> {
-        let size = crate::raw::elem_mpi_size(elem).map_err(|c| c.error("out-of-band element type"))?;
+        let size = crate::sys::datatype::elem_mpi_size(elem).map_err(|c| c.error("out-of-band element type"))?;
         match self.arrays.front() {
             Some(a) if size > 0 && a.len() % size == 0 => Ok(a.len() / size),
             Some(a) => Err(Error::new(
@@ -310,16 +423,38 @@ impl OobSource for BytesOob {
             .arrays
             .pop_front()
             .ok_or_else(|| Error::new(ErrorKind::Decode, "missing out-of-band array"))?;
-        crate::raw::unpack_bytes(&a, &into)
+        crate::sys::datatype::unpack_bytes(&a, &into)
     }
 }
 
 /// An array inside an object that travels out of band: as its own zero-copy buffer message beside the
 /// serialised rest of the object (see the [module docs](self)).
 ///
-/// `Oob<T>` dereferences to `Vec<T>`.
+/// `Oob<T>` dereferences to `Vec<T>`; its elements are shared between clones (writing through `DerefMut` to a
+/// shared one copies it first).
+///
+/// ```
+/// use spmd::Oob;
+/// let mut a = Oob::new(vec![1.0f64, 2.0]);
+/// a.push(3.0);
+/// assert_eq!(a.len(), 3);
+/// let v: Vec<f64> = a.into_vec();
+/// assert_eq!(v, [1.0, 2.0, 3.0]);
+/// ```
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Oob<T: Data>(pub Vec<T>);
+pub struct Oob<T: Data>(Arc<Vec<T>>);
+
+impl<T: Data> Oob<T> {
+    /// Wraps a vector.
+    pub fn new(v: Vec<T>) -> Self {
+        Oob(Arc::new(v))
+    }
+
+    /// The vector (copied only if another clone still shares it).
+    pub fn into_vec(self) -> Vec<T> {
+        Arc::try_unwrap(self.0).unwrap_or_else(|shared| (*shared).clone())
+    }
+}
 
 impl<T: Data> std::ops::Deref for Oob<T> {
     type Target = Vec<T>;
@@ -330,13 +465,13 @@ impl<T: Data> std::ops::Deref for Oob<T> {
 
 impl<T: Data> std::ops::DerefMut for Oob<T> {
     fn deref_mut(&mut self) -> &mut Vec<T> {
-        &mut self.0
+        Arc::make_mut(&mut self.0)
     }
 }
 
 impl<T: Data> From<Vec<T>> for Oob<T> {
     fn from(v: Vec<T>) -> Self {
-        Oob(v)
+        Oob::new(v)
     }
 }
 
@@ -346,7 +481,7 @@ impl<T: Data + Serialize> Serialize for Oob<T> {
             let mut s = s.borrow_mut();
             match s.as_mut() {
                 Some(list) => {
-                    list.push(self.0.view());
+                    list.push(Part::Shared(Arc::clone(&self.0) as Arc<dyn OobData>));
                     true
                 }
                 None => false,
@@ -365,7 +500,7 @@ impl<'de, T: Data + DeserializeOwned> Deserialize<'de> for Oob<T> {
         use serde::de::Error as _;
         let source = SOURCE.with(|s| s.borrow_mut().take());
         let Some(mut source) = source else {
-            return Vec::<T>::deserialize(deserializer).map(Oob);
+            return Vec::<T>::deserialize(deserializer).map(Oob::new);
         };
         let result = (|| {
             let announced = u64::deserialize(deserializer)?;
@@ -379,9 +514,11 @@ impl<'de, T: Data + DeserializeOwned> Deserialize<'de> for Oob<T> {
                     elem.name
                 )));
             }
-            let v: Vec<T> = crate::raw::vec_filled(len, |view| source.fill(view))
+            let mut v: Vec<T> = crate::sys::memory::zeroed_vec(len);
+            source
+                .fill(v.view_mut())
                 .map_err(|e| D::Error::custom(format!("spmd: {}", e.message())))?;
-            Ok(Oob(v))
+            Ok(Oob::new(v))
         })();
         SOURCE.with(|s| *s.borrow_mut() = Some(source));
         result
@@ -392,26 +529,19 @@ impl<'de, T: Data + DeserializeOwned> Deserialize<'de> for Oob<T> {
 /// messages, a straight copy (bit-identical to bincode's encoding on little-endian machines) in collectives.
 mod numbers {
     use super::{DeserializeOwned, Oob, OobSource, Result, Serialize};
-    use crate::buffer::{View, ViewSource};
-    use crate::raw::{same_type_owned, same_type_ref};
-
-    macro_rules! each_number {
-        ($m:ident, $($args:tt)*) => {
-            $m!(f64, $($args)*); $m!(f32, $($args)*); $m!(i8, $($args)*); $m!(i16, $($args)*); $m!(i32, $($args)*);
-            $m!(i64, $($args)*); $m!(u8, $($args)*); $m!(u16, $($args)*); $m!(u32, $($args)*); $m!(u64, $($args)*);
-        };
-    }
+    use crate::buffer::{View, ViewSource, for_each_number};
+    use crate::sys::{same_type_owned, same_type_ref};
 
     /// The elements of `value` if it is a `Vec` of numbers.
     pub(super) fn view_of<T: Serialize + ?Sized>(value: &T) -> Option<View> {
         macro_rules! try_one {
-            ($p:ty, $value:ident) => {
-                if let Some(v) = same_type_ref::<T, Vec<$p>>($value) {
+            ($p:ty) => {
+                if let Some(v) = same_type_ref::<T, Vec<$p>>(value) {
                     return Some(v.view());
                 }
             };
         }
-        each_number!(try_one, value);
+        for_each_number!(try_one);
         None
     }
 
@@ -422,17 +552,17 @@ mod numbers {
         context: &dyn Fn() -> String,
     ) -> std::result::Result<Result<T>, Box<dyn OobSource>> {
         macro_rules! try_one {
-            ($p:ty, $bytes:ident) => {
+            ($p:ty) => {
                 if typeid::of::<T>() == std::any::TypeId::of::<Vec<$p>>() {
-                    return Ok(super::decode::<Oob<$p>>($bytes, source, context).map(|o| {
-                        same_type_owned::<Vec<$p>, T>(o.0)
+                    return Ok(super::decode::<Oob<$p>>(bytes, source, context).map(|o| {
+                        same_type_owned::<Vec<$p>, T>(o.into_vec())
                             .ok()
                             .expect("T is this Vec type")
                     }));
                 }
             };
         }
-        each_number!(try_one, bytes);
+        for_each_number!(try_one);
         Err(source)
     }
 
@@ -442,15 +572,15 @@ mod numbers {
             return false;
         }
         macro_rules! try_one {
-            ($p:ty, $value:ident) => {
-                if let Some(v) = same_type_ref::<T, Vec<$p>>($value) {
+            ($p:ty) => {
+                if let Some(v) = same_type_ref::<T, Vec<$p>>(value) {
                     out.extend_from_slice(&(v.len() as u64).to_le_bytes());
                     out.extend_from_slice(bytemuck::cast_slice::<$p, u8>(v));
                     return true;
                 }
             };
         }
-        each_number!(try_one, value);
+        for_each_number!(try_one);
         false
     }
 
@@ -461,12 +591,12 @@ mod numbers {
             return None;
         }
         macro_rules! try_one {
-            ($p:ty, $data:ident) => {
+            ($p:ty) => {
                 if typeid::of::<T>() == std::any::TypeId::of::<Vec<$p>>() {
                     let mut len = [0u8; 8];
-                    len.copy_from_slice(&$data[..8]);
+                    len.copy_from_slice(&data[..8]);
                     let n = u64::from_le_bytes(len) as usize;
-                    let body = &$data[8..];
+                    let body = &data[8..];
                     if n.checked_mul(std::mem::size_of::<$p>()) != Some(body.len()) {
                         return None;
                     }
@@ -476,7 +606,7 @@ mod numbers {
                 }
             };
         }
-        each_number!(try_one, data);
+        for_each_number!(try_one);
         None
     }
 }
@@ -512,13 +642,13 @@ mod tests {
     #[test]
     fn hostile_length_does_not_allocate() {
         // A Vec<u64> claiming 2^60 elements, followed by 8 bytes.
-        let mut bytes = vec![0u8; PREFIX];
+        let mut bytes = header(0).to_vec();
         bytes.extend_from_slice(&(1u64 << 60).to_le_bytes());
         bytes.extend_from_slice(&[0u8; 8]);
         let err = decode::<Vec<u64>>(&bytes, Box::new(NoOob), &|| "t".into()).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Decode);
         // A String claiming 2^62 bytes.
-        let mut bytes = vec![0u8; PREFIX];
+        let mut bytes = header(0).to_vec();
         bytes.extend_from_slice(&(1u64 << 62).to_le_bytes());
         assert!(decode::<String>(&bytes, Box::new(NoOob), &|| "t".into()).is_err());
     }
@@ -527,11 +657,11 @@ mod tests {
     fn oob_goes_out_of_band_and_back() {
         let v = WithOob {
             name: "x".into(),
-            data: Oob(vec![1.0, 2.0, 3.0]),
+            data: Oob::new(vec![1.0, 2.0, 3.0]),
         };
         let e = encode(&v).unwrap();
         assert_eq!(e.oob.len(), 1);
-        assert_eq!(e.oob[0].len, 3);
+        assert_eq!(e.oob[0].view().len, 3);
         // The serialised part holds only the name and the announced length.
         assert_eq!(e.bytes.len(), PREFIX + 8 + 1 + 8);
         let arr: Vec<u8> = v.data.iter().flat_map(|x| x.to_le_bytes()).collect();
@@ -544,7 +674,7 @@ mod tests {
 
     #[test]
     fn oob_outside_spmd_is_a_sequence() {
-        let v = Oob(vec![1u32, 2, 3]);
+        let v = Oob::new(vec![1u32, 2, 3]);
         let bytes = bincode::serialize(&v).unwrap();
         let back: Oob<u32> = bincode::deserialize(&bytes).unwrap();
         assert_eq!(back, v);

@@ -1,4 +1,17 @@
-//! The runtime: [`init`], thread levels, the [`Universe`] guard that owns the MPI lifetime, and the failure policy.
+//! The runtime: [`init`], thread levels, the [`Universe`] guard that owns the MPI lifetime, the failure policy, and
+//! adoption of an MPI that other code started.
+//!
+//! # Start-up
+//! [`init`] calls `MPI_Init_thread` and nothing else that involves other processes: no barrier, no communicator
+//! duplication. [`Universe::world`] is `MPI_COMM_WORLD` itself, so spmd ranks can share a job with C, Fortran or
+//! mpi4py ranks (`mpirun -np 2 ./c_prog : -np 2 ./spmd_prog`), whose collective calls on `MPI_COMM_WORLD` match
+//! spmd's one for one.
+//!
+//! # Adoption
+//! When MPI was started by other code in the same process (a C `main` that calls into Rust, mpi4py, rsmpi),
+//! [`init`] adopts it: the universe uses MPI as it is and leaves `MPI_Finalize` to whoever started it.
+//! ([`Universe::adopted`] tells which case holds.) Under adoption, `#[derive(Equivalence)]` types of rsmpi cannot
+//! be used (rsmpi insists on having started MPI itself); spmd's own element types work.
 //!
 //! # Lifetime
 //! [`init`] starts MPI and returns a [`Universe`]; dropping it finalises MPI. Every communicator borrows the
@@ -29,13 +42,12 @@
 //! should survive a failing rank must not use MPI across it.
 
 use std::marker::PhantomData;
-use std::rc::Rc;
-use std::sync::Once;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Once};
 
 use crate::comm::{Comm, CommInner};
-use crate::error::{Error, ErrorKind, Result, fail};
-use crate::raw;
+use crate::error::{self, Error, ErrorKind, Result, fail};
+use crate::sys::{self as raw, RawComm};
 
 /// The levels of thread support of MPI, lowest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -68,6 +80,21 @@ impl ThreadLevel {
             mpi::Threading::Serialized => ThreadLevel::Serialized,
             mpi::Threading::Multiple => ThreadLevel::Multiple,
         }
+    }
+
+    /// The level MPI runs at now (`MPI_Query_thread`).
+    fn query() -> Self {
+        let q = raw::query_thread();
+        let all = [
+            ThreadLevel::Single,
+            ThreadLevel::Funneled,
+            ThreadLevel::Serialized,
+            ThreadLevel::Multiple,
+        ];
+        raw::thread_constants()
+            .iter()
+            .position(|&c| c == q)
+            .map_or(ThreadLevel::Single, |i| all[i])
     }
 
     /// The name MPI uses, e.g. `MPI_THREAD_FUNNELED`.
@@ -104,11 +131,11 @@ const STATE_RUNNING: u8 = 1;
 const STATE_DEFERRED: u8 = 2;
 const STATE_FINALIZED: u8 = 3;
 static STATE: AtomicU8 = AtomicU8::new(STATE_NONE);
-static WORLD_RANK: AtomicI64 = AtomicI64::new(-1);
 static ABORT_ON_FAILURE: AtomicBool = AtomicBool::new(false);
 static ERROR_REPORTED: AtomicBool = AtomicBool::new(false);
 static HOOK: Once = Once::new();
-static CHECKS: AtomicBool = AtomicBool::new(cfg!(debug_assertions));
+/// The granted thread level while MPI runs (index into `ThreadLevel`'s variants).
+static LEVEL: AtomicU8 = AtomicU8::new(0);
 
 /// Exit status of a job ended because a rank panicked (the status Rust uses for a panic).
 pub const PANIC_EXIT_CODE: i32 = 101;
@@ -128,38 +155,21 @@ pub fn processor_name() -> Result<String> {
 
 /// The rank of this process in the world communicator while MPI runs.
 pub(crate) fn world_rank() -> Option<usize> {
-    let r = WORLD_RANK.load(Ordering::Relaxed);
-    (r >= 0).then_some(r as usize)
+    error::world_rank()
 }
 
-/// Whether buffer collectives compare sizes across ranks first (see [`Builder::checks`]).
-#[inline]
-pub fn checks() -> bool {
-    CHECKS.load(Ordering::Relaxed)
-}
-
-/// Turns the size checks of buffer collectives on or off (see [`Builder::checks`]). Every rank must make the same
-/// change at the same point of the program, since a check is itself a collective.
-pub fn set_checks(on: bool) {
-    CHECKS.store(on, Ordering::Relaxed);
-}
-
-/// A collective was misused in a way only this rank can see, while the others already wait in it: under the
-/// abort policy the job ends here with the message; under [`FailurePolicy::Unwind`] the caller gets the error.
-pub(crate) fn collective_misuse(message: String) -> Error {
-    if ABORT_ON_FAILURE.load(Ordering::SeqCst) && STATE.load(Ordering::SeqCst) == STATE_RUNNING {
-        let rank = world_rank()
-            .map(|r| format!("rank {r}"))
-            .unwrap_or_else(|| "a rank".into());
-        eprintln!("spmd: {rank}: {message} (the other ranks cannot know; ending the job)");
-        raw::abort_world(ERROR_EXIT_CODE);
-        std::process::exit(ERROR_EXIT_CODE);
-    }
-    Error::new(ErrorKind::InvalidArgument, message)
+/// The thread level granted to the running MPI.
+pub(crate) fn thread_level() -> ThreadLevel {
+    [
+        ThreadLevel::Single,
+        ThreadLevel::Funneled,
+        ThreadLevel::Serialized,
+        ThreadLevel::Multiple,
+    ][LEVEL.load(Ordering::Relaxed) as usize]
 }
 
 /// Called by `Debug` of [`Error`]: the line `main`'s error report prints already names the rank and cause.
-pub(crate) fn error_reported() {
+fn error_reported() {
     if STATE.load(Ordering::SeqCst) == STATE_DEFERRED {
         ERROR_REPORTED.store(true, Ordering::SeqCst);
     }
@@ -167,7 +177,7 @@ pub(crate) fn error_reported() {
 
 /// Called when the last live [`Error`] of the process is dropped. If the universe was dropped while errors were
 /// alive (an error on its way out of `main`), this ends the job.
-pub(crate) fn last_error_dropped(message: &str) {
+fn last_error_dropped(message: &str) {
     if STATE.load(Ordering::SeqCst) == STATE_DEFERRED {
         if !ERROR_REPORTED.load(Ordering::SeqCst) {
             eprintln!("spmd: {message}");
@@ -196,14 +206,15 @@ fn install_panic_hook() {
             let location = info.location().map(|l| format!(" at {l}")).unwrap_or_default();
             let thread = std::thread::current();
             let thread = thread.name().map(|n| format!(" (thread '{n}')")).unwrap_or_default();
+            let context = panic_context().map(|c| format!(" in {c}")).unwrap_or_default();
             let rank = world_rank()
                 .map(|r| format!("rank {r}"))
                 .unwrap_or_else(|| "a rank".into());
             let bt = std::backtrace::Backtrace::capture();
             if bt.status() == std::backtrace::BacktraceStatus::Captured {
-                eprintln!("spmd: {rank} panicked{location}{thread}: {msg}\n{bt}");
+                eprintln!("spmd: {rank} panicked{context}{location}{thread}: {msg}\n{bt}");
             } else {
-                eprintln!("spmd: {rank} panicked{location}{thread}: {msg}");
+                eprintln!("spmd: {rank} panicked{context}{location}{thread}: {msg}");
             }
             raw::abort_world(PANIC_EXIT_CODE);
             std::process::exit(PANIC_EXIT_CODE);
@@ -211,12 +222,35 @@ fn install_panic_hook() {
     });
 }
 
+thread_local! {
+    /// What the thread is doing, for the panic line (e.g. "task 17 of a farm").
+    static PANIC_CONTEXT: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Sets (or clears) what the current thread is doing, named in the failure line if it panics.
+#[allow(dead_code)] // used by the task farm
+pub(crate) fn set_panic_context(context: Option<String>) {
+    PANIC_CONTEXT.with(|c| *c.borrow_mut() = context);
+}
+
+fn panic_context() -> Option<String> {
+    PANIC_CONTEXT.with(|c| c.borrow().clone())
+}
+
 /// Options for starting MPI: thread level and failure policy. [`init`] and [`init_thread`] are shorthands.
+///
+/// ```no_run
+/// use spmd::{Builder, FailurePolicy, ThreadLevel};
+/// let universe = Builder::new()
+///     .thread_level(ThreadLevel::Funneled)
+///     .failure_policy(FailurePolicy::Abort)
+///     .init()?;
+/// # Ok::<(), spmd::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct Builder {
     level: ThreadLevel,
     policy: FailurePolicy,
-    checks: Option<bool>,
 }
 
 impl Default for Builder {
@@ -224,13 +258,12 @@ impl Default for Builder {
         Builder {
             level: ThreadLevel::Single,
             policy: FailurePolicy::Abort,
-            checks: None,
         }
     }
 }
 
 impl Builder {
-    /// Defaults: [`ThreadLevel::Single`], [`FailurePolicy::Abort`], checks as described at [`Builder::checks`].
+    /// Defaults: [`ThreadLevel::Single`], [`FailurePolicy::Abort`].
     pub fn new() -> Self {
         Self::default()
     }
@@ -247,76 +280,73 @@ impl Builder {
         self
     }
 
-    /// Whether buffer collectives first check that every rank passed buffers of agreeing sizes (one extra small
-    /// collective per call), reporting a disagreement on every rank as [`ErrorKind::SizeMismatch`]. Without the
-    /// check a disagreement is undefined behaviour of MPI (Open MPI 4.1 may write past a buffer).
-    ///
-    /// Default: the environment variable `SPMD_CHECKS` (`1` or `0`) if set, else on in debug builds and off in
-    /// release builds.
-    pub fn checks(mut self, on: bool) -> Self {
-        self.checks = Some(on);
-        self
-    }
-
-    /// Starts MPI.
+    /// Starts MPI, or adopts it if other code in this process started it already (see the [module docs](self)).
+    /// Makes no call that involves other processes.
     ///
     /// # Errors
-    /// [`ErrorKind::AlreadyInitialized`] if MPI was started before in this process (MPI allows one start per
-    /// process); [`ErrorKind::ThreadLevel`] if MPI grants less than the requested level (MPI is then finalised
-    /// again, so the process cannot use it).
+    /// [`ErrorKind::AlreadyInitialized`] if an spmd universe exists already, or MPI was finalised (MPI can run once
+    /// per process); [`ErrorKind::ThreadLevel`] if MPI grants (or, adopted, runs at) less than the requested
+    /// level (MPI started here is then finalised again).
     pub fn init(self) -> Result<Universe> {
-        if raw::is_initialized() {
+        let state = STATE.load(Ordering::SeqCst);
+        if state == STATE_RUNNING || state == STATE_DEFERRED || raw::is_finalized() {
             return fail(
                 ErrorKind::AlreadyInitialized,
-                "MPI was initialised already in this process (it can be initialised once per process)",
+                "MPI was initialised already by spmd in this process (it can be initialised once per process)",
             );
         }
-        let Some((mpi_universe, granted)) = mpi::initialize_with_threading(self.level.to_mpi()) else {
-            return fail(
-                ErrorKind::AlreadyInitialized,
-                "MPI was initialised already in this process",
-            );
+        let (mpi_universe, granted, adopted) = if raw::is_initialized() {
+            (None, ThreadLevel::query(), true)
+        } else {
+            let Some((u, granted)) = mpi::initialize_with_threading(self.level.to_mpi()) else {
+                return fail(
+                    ErrorKind::AlreadyInitialized,
+                    "MPI was initialised already in this process",
+                );
+            };
+            (Some(u), ThreadLevel::from_mpi(granted), false)
         };
-        let granted = ThreadLevel::from_mpi(granted);
         if granted < self.level {
-            drop(mpi_universe);
-            STATE.store(STATE_FINALIZED, Ordering::SeqCst);
+            if let Some(u) = mpi_universe {
+                drop(u);
+                STATE.store(STATE_FINALIZED, Ordering::SeqCst);
+            }
             return fail(
                 ErrorKind::ThreadLevel,
                 format!(
-                    "requested thread level {}, but MPI granted only {}",
-                    self.level, granted
+                    "requested thread level {}, but MPI {} only {}",
+                    self.level,
+                    if adopted { "runs at" } else { "granted" },
+                    granted
                 ),
             );
         }
+        let world_comm = RawComm::world();
+        if !adopted {
+            // Errors on MPI_COMM_WORLD become return codes that spmd reports with context (MPI's default would
+            // abort with a terse message). Adopted MPI keeps the error handling its owner chose.
+            world_comm.set_errors_return()?;
+        }
+        let world = CommInner::new(world_comm)?;
+        error::set_world_rank(Some(world.rank));
+        error::set_hooks(error::Hooks {
+            last_dropped: last_error_dropped,
+            reported: error_reported,
+        });
         crate::p2p::init_tag_ub();
-        // A first barrier on MPI_COMM_WORLD (whose errors are fatal) reaches every peer once: a process that cannot
-        // reach another (no common transport) ends the job here with Open MPI's message, instead of leaving the
-        // communicator duplications below waiting.
-        let world_comm = raw::RawComm::world();
-        world_comm
-            .barrier_nb(false)
-            .map_err(|c| c.error("MPI_Barrier at init"))?;
-        let world = CommInner::new(world_comm.dup()?)?;
-        WORLD_RANK.store(world.rank as i64, Ordering::SeqCst);
+        LEVEL.store(granted as u8, Ordering::SeqCst);
         ABORT_ON_FAILURE.store(self.policy == FailurePolicy::Abort, Ordering::SeqCst);
-        let env_checks = std::env::var("SPMD_CHECKS").ok().map(|v| v != "0" && !v.is_empty());
-        CHECKS.store(
-            self.checks.or(env_checks).unwrap_or(cfg!(debug_assertions)),
-            Ordering::SeqCst,
-        );
         STATE.store(STATE_RUNNING, Ordering::SeqCst);
         if self.policy == FailurePolicy::Abort {
             install_panic_hook();
         }
-        // Pending receives advance inside every MPI call (see `request`).
-        raw::register_progress(crate::request::on_mpi_progress);
         Ok(Universe {
-            mpi: Some(mpi_universe),
-            world: Some(Rc::new(world)),
+            mpi: mpi_universe,
+            world: Some(Arc::new(world)),
             level: granted,
             requested: self.level,
             policy: self.policy,
+            adopted,
             start: raw::wtime(),
             _not_send: PhantomData,
         })
@@ -354,28 +384,43 @@ pub fn init_thread(level: ThreadLevel) -> Result<Universe> {
     Builder::new().thread_level(level).init()
 }
 
-/// The running MPI environment. Dropping it finalises MPI; communicators borrow it, so none can outlive it.
+/// The running MPI environment. Dropping it finalises MPI (unless MPI was adopted); communicators borrow it, so
+/// none can outlive it.
 ///
 /// Not `Send`: MPI is finalised by the thread that started it.
 pub struct Universe {
-    // Both are `Some` until `drop`, which takes them in order: communicators first, then MPI itself.
+    // `mpi` is `Some` when spmd started MPI. `world` is `Some` until `drop`, which takes it first: communicators
+    // first, then MPI itself.
     mpi: Option<mpi::environment::Universe>,
-    world: Option<Rc<CommInner>>,
+    world: Option<Arc<CommInner>>,
     level: ThreadLevel,
     requested: ThreadLevel,
     policy: FailurePolicy,
+    adopted: bool,
     start: f64,
     _not_send: PhantomData<*const ()>,
 }
 
 impl Universe {
-    /// The world communicator: every process of the job. (A private duplicate of `MPI_COMM_WORLD`, so spmd's
-    /// messages never match those of other libraries in the same program.)
+    /// The world communicator: every process of the job — `MPI_COMM_WORLD` itself, so buffer messages and
+    /// collectives match those of C, Fortran or mpi4py ranks in the same job.
+    ///
+    /// ```no_run
+    /// let universe = spmd::init()?;
+    /// let world = universe.world();
+    /// println!("rank {} of {}", world.rank(), world.size());
+    /// # Ok::<(), spmd::Error>(())
+    /// ```
     pub fn world(&self) -> Comm<'_> {
-        Comm::from_inner(Rc::clone(self.world_inner()))
+        Comm::from_inner(Arc::clone(self.world_inner()))
     }
 
-    fn world_inner(&self) -> &Rc<CommInner> {
+    /// Whether this universe adopted an MPI that other code started (and will finalise).
+    pub fn adopted(&self) -> bool {
+        self.adopted
+    }
+
+    fn world_inner(&self) -> &Arc<CommInner> {
         self.world
             .as_ref()
             .expect("the world communicator exists until the universe drops")
@@ -439,10 +484,10 @@ impl Drop for Universe {
             eprintln!("spmd: rank {} is unwinding from a panic; ending the job", self.rank());
             raw::abort_world(PANIC_EXIT_CODE);
         }
-        // Free spmd's communicators before MPI_Finalize. Every `Comm` borrows `self`, so none is alive now and
-        // this is the last reference to the world's handles.
+        // Receives still pending (their handles dropped) finish or are given up first, then spmd's communicators
+        // are freed before MPI_Finalize. Every `Comm` borrows `self`, so none is alive now.
+        crate::request::shutdown();
         drop(self.world.take());
-        raw::unregister_progress(crate::request::on_mpi_progress);
         let mpi_universe = self.mpi.take();
         if abort && Error::live() > 0 {
             // An error is alive while the universe drops: most likely on its way out of `main`. Finalising now
@@ -452,7 +497,7 @@ impl Drop for Universe {
             return;
         }
         STATE.store(STATE_FINALIZED, Ordering::SeqCst);
-        WORLD_RANK.store(-1, Ordering::SeqCst);
+        error::set_world_rank(None);
         drop(mpi_universe);
     }
 }

@@ -1,0 +1,244 @@
+//! Collective operations for both families: barrier, broadcast, scatter, gather, all-gather, all-to-all, reduce,
+//! all-reduce, scan, exclusive scan, reduce-scatter; variable-count forms for buffers; non-blocking forms.
+//!
+//! # Buffers
+//! `*_buf` operations are MPI's own collectives on the user's communicator (`MPI_Bcast`, `MPI_Gather`,
+//! `MPI_Gatherv`, `MPI_Allreduce`, ...), on typed memory with no copies and no serialisation, so a C or mpi4py
+//! rank making the mirror-image call takes part in the same collective. Reductions take an [`Op`].
+//!
+//! Every rank must pass sizes that agree, as in MPI — but where MPI would then write past a buffer (Open MPI
+//! does), spmd first agrees on them: each buffer collective starts with one small all-reduce of the sizes, and a
+//! disagreement is an [`ErrorKind::SizeMismatch`] error on every rank, naming the sizes (a mistake only one rank
+//! can see, such as a root buffer of the wrong length, is reported by that rank and as "another rank" by the
+//! others). Variable-count collectives exchange the actual counts instead (one small gather-like call), which also
+//! tells every rank how much really arrives. The agreement costs one small collective (see README's
+//! performance table); [`Comm::unchecked`] gives a handle without it, whose collectives are the bare MPI calls.
+//!
+//! Root-only arguments are `Option`s, and every rooted operation also comes as a pair of methods that need no
+//! `None`: `*_root` (called by the root) and `*_to` / `*_from` (called by the others):
+//!
+//! ```no_run
+//! # fn main() -> spmd::Result<()> {
+//! # let universe = spmd::init()?; let world = universe.world();
+//! let mine = [world.rank() as f64; 2];
+//! if world.rank() == 0 {
+//!     let mut all = vec![0.0; 2 * world.size()];
+//!     world.gather_buf_root(&mine, &mut all)?;
+//! } else {
+//!     world.gather_buf_to(0, &mine)?;
+//! }
+//! // The same with the Option form, which infers with a typed None:
+//! let mut all = vec![0.0; 2 * world.size()];
+//! let recv = (world.rank() == 0).then_some(&mut all[..]);
+//! world.gather_buf(0, &mine, recv)?;
+//! # Ok(()) }
+//! ```
+//!
+//! Variable counts (`MPI_Gatherv` and friends) take one count per rank:
+//!
+//! ```no_run
+//! # fn main() -> spmd::Result<()> {
+//! # let universe = spmd::init()?; let world = universe.world();
+//! let mine = vec![world.rank() as u32; world.rank() + 1]; // rank r sends r + 1 values
+//! if world.rank() == 0 {
+//!     let counts: Vec<usize> = (1..=world.size()).collect();
+//!     let mut all = vec![0u32; counts.iter().sum()];
+//!     world.gather_varcount_buf_root(&mine, &mut all, &counts)?;
+//! } else {
+//!     world.gather_varcount_buf_to(0, &mine)?;
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Counts above `i32::MAX` work everywhere: one-block collectives describe large blocks with derived datatypes,
+//! reductions run in chunks of 2^30 elements, and variable-count collectives whose counts or offsets exceed `int`
+//! go through `MPI_Alltoallw` with one datatype per block (a C peer cannot express such counts in the `*v` calls
+//! anyway).
+//!
+//! # Objects
+//! `*_obj` operations take any serde value, of a different size on every rank, serialised with bincode (out-of-band
+//! arrays inline). They are also MPI collectives on the communicator: the sizes travel first (a broadcast or
+//! gather of one `u64` per rank), then the bytes (`MPI_Bcast`, `MPI_Gatherv`, ...). Reductions of objects take any
+//! closure `Fn(T, T) -> T` and combine in rank order (`f(f(x0, x1), x2) ...`), so non-commutative operations such
+//! as string concatenation give the same result on any number of processes. A failure at the root (no value, a
+//! wrong item count, a value that cannot be serialised) reaches every rank as an error.
+//!
+//! ```no_run
+//! # fn main() -> spmd::Result<()> {
+//! # let universe = spmd::init()?; let world = universe.world();
+//! use spmd::Op;
+//! let mut sum = 0.0;
+//! world.all_reduce_buf(&(world.rank() as f64), &mut sum, Op::Sum)?;
+//! let names = world.all_gather_obj(&format!("rank {}", world.rank()))?;
+//! let joined = world.all_reduce_obj(world.rank().to_string(), |a, b| a + &b)?; // "0123..."
+//! # Ok(()) }
+//! ```
+//!
+//! Not covered yet: neighbourhood collectives, user-defined MPI operations on buffers, non-blocking forms of the
+//! variable-count collectives and of scatter/scan/reduce-scatter for objects.
+
+mod blocks;
+mod nonblocking;
+mod object;
+mod reduce;
+mod varcount;
+
+pub use nonblocking::CollRequest;
+
+use crate::buffer::{Elem, ElemKind, ViewSource, ViewSourceMut};
+use crate::comm::Comm;
+use crate::error::{Error, ErrorKind, Result, fail};
+use crate::request;
+use crate::sys::coll::ScanKind;
+use crate::sys::{Desc, RawOp};
+
+/// Built-in reduction operations for buffers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// Sum (numbers).
+    Sum,
+    /// Product (numbers).
+    Product,
+    /// Minimum (numbers).
+    Min,
+    /// Maximum (numbers).
+    Max,
+    /// Logical and (integers: non-zero is true; the result is 0 or 1).
+    LogicalAnd,
+    /// Logical or (integers; the result is 0 or 1).
+    LogicalOr,
+    /// Logical exclusive or (integers; the result is 0 or 1).
+    LogicalXor,
+    /// Bitwise and (integers).
+    BitAnd,
+    /// Bitwise or (integers).
+    BitOr,
+    /// Bitwise exclusive or (integers).
+    BitXor,
+    /// The minimum value and the smallest index holding it ([`crate::Loc`] elements only).
+    MinLoc,
+    /// The maximum value and the smallest index holding it ([`crate::Loc`] elements only).
+    MaxLoc,
+}
+
+impl Op {
+    pub(crate) fn raw(self) -> RawOp {
+        match self {
+            Op::Sum => RawOp::Sum,
+            Op::Product => RawOp::Prod,
+            Op::Min => RawOp::Min,
+            Op::Max => RawOp::Max,
+            Op::LogicalAnd => RawOp::LAnd,
+            Op::LogicalOr => RawOp::LOr,
+            Op::LogicalXor => RawOp::LXor,
+            Op::BitAnd => RawOp::BAnd,
+            Op::BitOr => RawOp::BOr,
+            Op::BitXor => RawOp::BXor,
+            Op::MinLoc => RawOp::MinLoc,
+            Op::MaxLoc => RawOp::MaxLoc,
+        }
+    }
+
+    /// Whether the result of the operation is a truth value (0 or 1).
+    pub(crate) fn is_logical(self) -> bool {
+        matches!(self, Op::LogicalAnd | Op::LogicalOr | Op::LogicalXor)
+    }
+
+    /// Checks that the operation is defined for the element type.
+    pub(crate) fn check(self, op: &str, elem: &Elem) -> Result<()> {
+        let ok = match self {
+            Op::Sum | Op::Product | Op::Min | Op::Max => matches!(elem.kind, ElemKind::Float | ElemKind::Int),
+            Op::LogicalAnd | Op::LogicalOr | Op::LogicalXor | Op::BitAnd | Op::BitOr | Op::BitXor => {
+                elem.kind == ElemKind::Int
+            }
+            Op::MinLoc | Op::MaxLoc => elem.kind == ElemKind::Loc,
+        };
+        if ok {
+            return Ok(());
+        }
+        let hint = match self {
+            Op::MinLoc | Op::MaxLoc => " (use spmd::Loc<f64>, Loc<f32>, Loc<i32> or Loc<i64> elements)",
+            _ if elem.kind == ElemKind::Other => " (built-in operations work on numbers; reduce structs as objects)",
+            _ => "",
+        };
+        fail(
+            ErrorKind::InvalidArgument,
+            format!("{op}: {self:?} is not defined for elements of {}{hint}", elem.name),
+        )
+    }
+}
+
+/// Reductions run in pieces of at most this many elements (MPI counts are `int`s).
+pub(crate) const REDUCE_CHUNK: usize = 1 << 30;
+
+/// A check that only this rank can make (its buffers against the agreed block size, contiguity): `None` when
+/// fine.
+pub(crate) type Local = Option<Error>;
+
+impl<'u> Comm<'u> {
+    pub(crate) fn check_root(&self, op: &str, root: usize) -> Result<()> {
+        if root < self.size() {
+            Ok(())
+        } else {
+            fail(
+                ErrorKind::InvalidRank,
+                format!(
+                    "{op}: root {root} is not a rank of a communicator of size {}",
+                    self.size()
+                ),
+            )
+        }
+    }
+
+    /// Agrees across ranks that every rank passed the same `n` and that no rank's local check failed (one small
+    /// all-reduce, skipped on unchecked handles). On disagreement every rank returns an error.
+    pub(crate) fn agree(&self, op: &str, what: &str, n: usize, local: Local) -> Result<()> {
+        if !self.checked {
+            return match local {
+                None => Ok(()),
+                Some(e) => Err(e),
+            };
+        }
+        let n64 = i64::try_from(n).unwrap_or(i64::MAX);
+        let mine = [n64, -n64, local.is_some() as i64];
+        let mut out = [0i64; 3];
+        {
+            let (sd, rd) = (Desc::of(&mine.view())?, Desc::of_mut(&out.view_mut())?);
+            request::run_collective(op, |nb| {
+                self.inner
+                    .raw
+                    .allreduce_like(ScanKind::All, Some(&sd), &rd, RawOp::Max, nb)
+            })?;
+        }
+        let (max, min, bad) = (out[0], -out[1], out[2]);
+        if let Some(e) = local {
+            return Err(e);
+        }
+        if max != min {
+            return fail(
+                ErrorKind::SizeMismatch,
+                format!("{op}: the ranks passed different {what}: between {min} and {max} (this rank: {n})"),
+            );
+        }
+        if bad != 0 {
+            return fail(
+                ErrorKind::SizeMismatch,
+                format!("{op}: another rank passed a buffer of the wrong size (see its error)"),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A local size error for [`Comm::agree`].
+pub(crate) fn size_error(op: &str, message: String) -> Error {
+    Error::new(ErrorKind::SizeMismatch, format!("{op}: {message}"))
+}
+
+/// The error for a buffer that must be contiguous.
+pub(crate) fn not_contiguous(op: &str, what: &str) -> Error {
+    Error::new(
+        ErrorKind::NotContiguous,
+        format!("{op}: the {what} must be contiguous (a standard-layout array, a slice or a Vec)"),
+    )
+}

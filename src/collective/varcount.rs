@@ -1,0 +1,622 @@
+//! Buffer collectives with variable counts: `MPI_Gatherv`, `MPI_Scatterv`, `MPI_Allgatherv`, `MPI_Alltoallv`.
+//!
+//! On a checked handle each starts by exchanging the counts every rank really sends (one small gather-like call of
+//! one `u64` per rank), so a receiver never trusts counts that disagree with the sender: a rank whose counts are
+//! wrong receives into scratch memory of the right size and returns [`ErrorKind::SizeMismatch`], and its buffer is
+//! never overrun. The same exchange carries two flags: a local error (every rank then fails without moving data)
+//! and "some count or offset exceeds `int`", which sends every rank to the large-count path (`MPI_Alltoallw` with
+//! one datatype per block) together.
+
+use super::{not_contiguous, size_error};
+use crate::buffer::{Buffer, BufferMut, View, ViewMut, ViewSource, ViewSourceMut};
+use crate::comm::Comm;
+use crate::error::{Error, ErrorKind, Result, fail};
+use crate::request;
+use crate::sys::Desc;
+use crate::sys::coll::{BlockKind, VArgs, VKind, int_layout};
+use crate::sys::datatype::VBase;
+
+/// Flag bits in the exchanged counts.
+const BAD: u64 = 1 << 63;
+const BIG: u64 = 1 << 62;
+const COUNT: u64 = BIG - 1;
+
+fn prefix(counts: &[usize]) -> Vec<usize> {
+    let mut off = 0;
+    counts
+        .iter()
+        .map(|&c| {
+            let o = off;
+            off += c;
+            o
+        })
+        .collect()
+}
+
+/// Whether counts (of consecutive blocks) need the large-count path.
+fn big(counts: &[usize]) -> bool {
+    int_layout(counts).is_none()
+}
+
+fn sum(counts: &[usize]) -> Option<usize> {
+    counts.iter().try_fold(0usize, |a, &c| a.checked_add(c))
+}
+
+fn int_args(send: Option<&[usize]>, recv: Option<&[usize]>) -> VArgs {
+    let (sc, sd) = send.and_then(int_layout).unwrap_or_default();
+    let (rc, rd) = recv.and_then(int_layout).unwrap_or_default();
+    VArgs {
+        send_counts: sc,
+        send_displs: sd,
+        recv_counts: rc,
+        recv_displs: rd,
+    }
+}
+
+impl<'u> Comm<'u> {
+    /// Exchanges one `u64` per rank with the all-gather or all-to-all shape.
+    fn exchange(&self, op: &str, kind: BlockKind, mine: &[u64]) -> Result<Vec<u64>> {
+        let p = self.size();
+        let mut out = vec![0u64; p];
+        let sd = Desc::of(&mine.view())?;
+        let rd = Desc::block(&out.view_mut(), 0, 1)?;
+        let sd1 = if kind == BlockKind::Alltoall {
+            Desc::block_of(&mine.view(), 0, 1)?
+        } else {
+            sd
+        };
+        request::run_collective(op, |nb| self.inner.raw.blocks(kind, Some(&sd1), Some(&rd), 0, nb))?;
+        Ok(out)
+    }
+
+    /// Receives the data of a collective this rank's buffers cannot take, into scratch memory, then reports it.
+    fn flags_error(&self, op: &str, flags: &[u64], local: Option<Error>) -> Result<()> {
+        if let Some(e) = local {
+            return Err(e);
+        }
+        if flags.iter().any(|f| f & BAD != 0) {
+            return fail(
+                ErrorKind::SizeMismatch,
+                format!("{op}: another rank passed buffers or counts of the wrong size (see its error)"),
+            );
+        }
+        Ok(())
+    }
+
+    /// The large-count path: every block a datatype of its own in one `MPI_Alltoallw`.
+    fn alltoallw_blocks(&self, op: &str, send: &[Option<Desc>], recv: &[Option<Desc>]) -> Result<()> {
+        let (req, args) = self
+            .inner
+            .raw
+            .alltoallw(send, recv, crate::request::engine::busy())
+            .map_err(|c| c.error(op))?;
+        if let Some(req) = req {
+            request::wait_raw(req, op)?;
+        }
+        drop(args);
+        Ok(())
+    }
+
+    /// Gathers every rank's `send` (any length) into the root's `recv`, rank after rank (`MPI_Gatherv`); the root
+    /// passes `Some((recv, counts))` with one count per rank, the others `None`.
+    ///
+    /// ```no_run
+    /// # fn main() -> spmd::Result<()> {
+    /// # let universe = spmd::init()?; let world = universe.world();
+    /// let mine = vec![world.rank() as f64; world.rank()];
+    /// let counts: Vec<usize> = (0..world.size()).collect();
+    /// let mut all = vec![0.0; counts.iter().sum()];
+    /// let recv = (world.rank() == 0).then_some((&mut all[..], &counts[..]));
+    /// world.gather_varcount_buf(0, &mine, recv)?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`ErrorKind::SizeMismatch`]: on every rank if a rank's buffers are unusable (the root's `recv` does not
+    /// hold the sum of the counts, the counts are not one per rank); at the root if a rank sends a different
+    /// count than the root's `counts` say (nothing is written to `recv` then). [`ErrorKind::NotContiguous`],
+    /// [`ErrorKind::InvalidRank`].
+    pub fn gather_varcount_buf<S, R>(&self, root: usize, send: &S, recv: Option<(&mut R, &[usize])>) -> Result<()>
+    where
+        S: Buffer + ?Sized,
+        R: BufferMut<Item = S::Item> + ?Sized,
+    {
+        let op = "gather_varcount_buf";
+        self.check_root(op, root)?;
+        let (p, me) = (self.size(), self.rank());
+        let sv = send.view();
+        let recv = recv.map(|(r, c)| (r.view_mut(), c));
+        let mut local = None;
+        if !sv.is_contiguous() {
+            local = Some(not_contiguous(op, "send buffer"));
+        }
+        if me == root {
+            match &recv {
+                None => local = Some(size_error(op, "the root must pass a receive buffer and counts".into())),
+                Some((_, c)) if c.len() != p => {
+                    local = Some(size_error(op, format!("{} counts for {p} ranks", c.len())))
+                }
+                Some((r, _)) if !r.is_contiguous() => local = Some(not_contiguous(op, "receive buffer")),
+                Some((r, c)) if sum(c) != Some(r.len) => {
+                    local = Some(size_error(
+                        op,
+                        format!(
+                            "the receive buffer holds {} elements, the counts add up to {:?}",
+                            r.len,
+                            sum(c)
+                        ),
+                    ))
+                }
+                _ => {}
+            }
+        }
+        let actual: Vec<usize> = if self.checked {
+            let flag = if local.is_some() { BAD } else { 0 } | if sv.len as u64 > COUNT { BAD } else { 0 };
+            let got = self.exchange(op, BlockKind::Allgather, &[sv.len as u64 | flag])?;
+            self.flags_error(op, &got, local)?;
+            got.iter().map(|&g| (g & COUNT) as usize).collect()
+        } else {
+            if let Some(e) = local {
+                return Err(e);
+            }
+            match &recv {
+                Some((_, c)) if me == root => c.to_vec(),
+                _ => Vec::new(),
+            }
+        };
+        // At the root, counts that disagree with what the ranks send: receive into scratch, then report.
+        let mut scratch: Vec<S::Item> = Vec::new();
+        let mut mismatch = None;
+        let rv: Option<ViewMut> = match recv {
+            Some((r, c)) if me == root => {
+                if c != actual.as_slice() {
+                    mismatch = Some(size_error(
+                        op,
+                        format!(
+                            "the root's counts {c:?} differ from what the ranks send, {actual:?}; nothing was received into the buffer"
+                        ),
+                    ));
+                    scratch = crate::sys::memory::zeroed_vec(actual.iter().sum());
+                    Some(scratch.view_mut())
+                } else {
+                    Some(r)
+                }
+            }
+            _ => None,
+        };
+        let is_big = self.checked && big(&actual);
+        if !is_big {
+            let args = int_args(None, (me == root).then_some(actual.as_slice()));
+            if !self.checked && c_int_ok(sv.len).is_none() {
+                return fail(
+                    ErrorKind::InvalidArgument,
+                    format!("{op}: counts above i32::MAX need a checked handle"),
+                );
+            }
+            let sb = VBase::of(&sv)?;
+            let rb = rv.as_ref().map(VBase::of_mut).transpose()?;
+            let r = request::run_collective(op, |nb| {
+                self.inner
+                    .raw
+                    .vector(VKind::Gatherv, Some(&sb), rb.as_ref(), &args, root as i32, nb)
+            });
+            drop(scratch);
+            r?;
+        } else {
+            let mut sends: Vec<Option<Desc>> = (0..p).map(|_| None).collect();
+            sends[root] = Some(Desc::of(&sv)?);
+            let mut recvs: Vec<Option<Desc>> = (0..p).map(|_| None).collect();
+            if let Some(rv) = &rv {
+                for (r, (&c, &o)) in actual.iter().zip(prefix(&actual).iter()).enumerate() {
+                    recvs[r] = Some(Desc::block(rv, o, c)?);
+                }
+            }
+            self.alltoallw_blocks(op, &sends, &recvs)?;
+            drop(scratch);
+        }
+        match mismatch {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// [`Comm::gather_varcount_buf`] called by the root.
+    ///
+    /// # Errors
+    /// As [`Comm::gather_varcount_buf`].
+    pub fn gather_varcount_buf_root<S, R>(&self, send: &S, recv: &mut R, counts: &[usize]) -> Result<()>
+    where
+        S: Buffer + ?Sized,
+        R: BufferMut<Item = S::Item> + ?Sized,
+    {
+        self.gather_varcount_buf(self.rank(), send, Some((recv, counts)))
+    }
+
+    /// [`Comm::gather_varcount_buf`] called by a rank other than the root.
+    ///
+    /// # Errors
+    /// As [`Comm::gather_varcount_buf`].
+    pub fn gather_varcount_buf_to<S: Buffer + ?Sized>(&self, root: usize, send: &S) -> Result<()> {
+        self.gather_varcount_buf::<S, [S::Item]>(root, send, None)
+    }
+
+    /// Scatters the root's `send`, `counts[r]` elements to rank r (`MPI_Scatterv`); the root passes
+    /// `Some((send, counts))`, the others `None`. Each rank's `recv` must hold exactly its count.
+    ///
+    /// ```no_run
+    /// # fn main() -> spmd::Result<()> {
+    /// # let universe = spmd::init()?; let world = universe.world();
+    /// let counts: Vec<usize> = (0..world.size()).map(|r| r + 1).collect();
+    /// let all = vec![1i32; counts.iter().sum()];
+    /// let mut mine = vec![0i32; world.rank() + 1];
+    /// world.scatter_varcount_buf(0, (world.rank() == 0).then_some((&all[..], &counts[..])), &mut mine)?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`ErrorKind::SizeMismatch`]: on every rank if the root's arguments are unusable; on a rank whose `recv`
+    /// does not hold its count (nothing is written to it then). [`ErrorKind::NotContiguous`],
+    /// [`ErrorKind::InvalidRank`].
+    pub fn scatter_varcount_buf<S, R>(&self, root: usize, send: Option<(&S, &[usize])>, recv: &mut R) -> Result<()>
+    where
+        S: Buffer + ?Sized,
+        R: BufferMut<Item = S::Item> + ?Sized,
+    {
+        let op = "scatter_varcount_buf";
+        self.check_root(op, root)?;
+        let (p, me) = (self.size(), self.rank());
+        let send = send.map(|(s, c)| (s.view(), c));
+        let rv = recv.view_mut();
+        let mut local = None;
+        if me == root {
+            match &send {
+                None => local = Some(size_error(op, "the root must pass a send buffer and counts".into())),
+                Some((_, c)) if c.len() != p => {
+                    local = Some(size_error(op, format!("{} counts for {p} ranks", c.len())))
+                }
+                Some((s, _)) if !s.is_contiguous() => local = Some(not_contiguous(op, "send buffer")),
+                Some((s, c)) if sum(c) != Some(s.len) => {
+                    local = Some(size_error(
+                        op,
+                        format!(
+                            "the send buffer holds {} elements, the counts add up to {:?}",
+                            s.len,
+                            sum(c)
+                        ),
+                    ))
+                }
+                _ => {}
+            }
+        }
+        if !rv.is_contiguous() {
+            return Err(not_contiguous(op, "receive buffer"));
+        }
+        // The root's counts reach every rank, with a flag if the root's arguments are unusable.
+        let counts: Vec<usize> = if self.checked {
+            let mut v: Vec<u64> = match (&send, &local) {
+                (Some((_, c)), None) if me == root => c.iter().map(|&c| c as u64).collect(),
+                _ => vec![0; p],
+            };
+            if me == root && local.is_some() {
+                v.iter_mut().for_each(|x| *x |= BAD);
+            }
+            {
+                let d = Desc::of_mut(&v.view_mut())?;
+                request::run_collective(op, |nb| self.inner.raw.bcast(&d, root as i32, nb))?;
+            }
+            self.flags_error(op, &v, local)?;
+            v.iter().map(|&x| (x & COUNT) as usize).collect()
+        } else {
+            if let Some(e) = local {
+                return Err(e);
+            }
+            send.as_ref()
+                .map(|(_, c)| c.to_vec())
+                .unwrap_or_else(|| vec![rv.len; p])
+        };
+        let mut scratch: Vec<S::Item> = Vec::new();
+        let mut mismatch = None;
+        let rv = if self.checked && counts[me] != rv.len {
+            mismatch = Some(size_error(
+                op,
+                format!(
+                    "the receive buffer holds {} elements, the root sends {}; nothing was received into it",
+                    rv.len, counts[me]
+                ),
+            ));
+            scratch = crate::sys::memory::zeroed_vec(counts[me]);
+            scratch.view_mut()
+        } else {
+            rv
+        };
+        if !(self.checked && big(&counts)) {
+            if c_int_ok(rv.len).is_none() {
+                return fail(
+                    ErrorKind::InvalidArgument,
+                    format!("{op}: counts above i32::MAX need a checked handle"),
+                );
+            }
+            let args = int_args((me == root).then_some(counts.as_slice()), None);
+            let sb = match &send {
+                Some((s, _)) if me == root => Some(VBase::of(s)?),
+                _ => None,
+            };
+            let rb = VBase::of_mut(&rv)?;
+            request::run_collective(op, |nb| {
+                self.inner
+                    .raw
+                    .vector(VKind::Scatterv, sb.as_ref(), Some(&rb), &args, root as i32, nb)
+            })?;
+        } else {
+            let mut sends: Vec<Option<Desc>> = (0..p).map(|_| None).collect();
+            if let Some((s, _)) = &send
+                && me == root
+            {
+                for (r, (&c, &o)) in counts.iter().zip(prefix(&counts).iter()).enumerate() {
+                    sends[r] = Some(Desc::block_of(s, o, c)?);
+                }
+            }
+            let mut recvs: Vec<Option<Desc>> = (0..p).map(|_| None).collect();
+            recvs[root] = Some(Desc::of_mut(&rv)?);
+            self.alltoallw_blocks(op, &sends, &recvs)?;
+        }
+        drop(scratch);
+        match mismatch {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// [`Comm::scatter_varcount_buf`] called by the root.
+    ///
+    /// # Errors
+    /// As [`Comm::scatter_varcount_buf`].
+    pub fn scatter_varcount_buf_root<S, R>(&self, send: &S, counts: &[usize], recv: &mut R) -> Result<()>
+    where
+        S: Buffer + ?Sized,
+        R: BufferMut<Item = S::Item> + ?Sized,
+    {
+        self.scatter_varcount_buf(self.rank(), Some((send, counts)), recv)
+    }
+
+    /// [`Comm::scatter_varcount_buf`] called by a rank other than the root.
+    ///
+    /// # Errors
+    /// As [`Comm::scatter_varcount_buf`].
+    pub fn scatter_varcount_buf_from<R: BufferMut + ?Sized>(&self, root: usize, recv: &mut R) -> Result<()> {
+        self.scatter_varcount_buf::<[R::Item], R>(root, None, recv)
+    }
+
+    /// Gathers every rank's `send` (any length) into every rank's `recv`, rank after rank (`MPI_Allgatherv`);
+    /// `counts[r]` is rank r's length.
+    ///
+    /// ```no_run
+    /// # fn main() -> spmd::Result<()> {
+    /// # let universe = spmd::init()?; let world = universe.world();
+    /// let counts: Vec<usize> = (0..world.size()).map(|r| 2 * r).collect();
+    /// let mine = vec![world.rank() as u16; counts[world.rank()]];
+    /// let mut all = vec![0u16; counts.iter().sum()];
+    /// world.all_gather_varcount_buf(&mine, &mut all, &counts)?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`ErrorKind::SizeMismatch`] on every rank if a rank's buffers are unusable, and on a rank whose `counts`
+    /// disagree with what the ranks send (nothing is written to its `recv` then); [`ErrorKind::NotContiguous`].
+    pub fn all_gather_varcount_buf<S, R>(&self, send: &S, recv: &mut R, counts: &[usize]) -> Result<()>
+    where
+        S: Buffer + ?Sized,
+        R: BufferMut<Item = S::Item> + ?Sized,
+    {
+        let op = "all_gather_varcount_buf";
+        let p = self.size();
+        let (sv, rv) = (send.view(), recv.view_mut());
+        let local = if counts.len() != p {
+            Some(size_error(op, format!("{} counts for {p} ranks", counts.len())))
+        } else if !sv.is_contiguous() || !rv.is_contiguous() {
+            Some(not_contiguous(op, "send and receive buffers"))
+        } else if sum(counts) != Some(rv.len) {
+            Some(size_error(
+                op,
+                format!(
+                    "the receive buffer holds {} elements, the counts add up to {:?}",
+                    rv.len,
+                    sum(counts)
+                ),
+            ))
+        } else {
+            None
+        };
+        let actual: Vec<usize> = if self.checked {
+            let flag = if local.is_some() || sv.len as u64 > COUNT {
+                BAD
+            } else {
+                0
+            };
+            let got = self.exchange(op, BlockKind::Allgather, &[sv.len as u64 | flag])?;
+            self.flags_error(op, &got, local)?;
+            got.iter().map(|&g| (g & COUNT) as usize).collect()
+        } else {
+            if let Some(e) = local {
+                return Err(e);
+            }
+            counts.to_vec()
+        };
+        let mut scratch: Vec<S::Item> = Vec::new();
+        let mut mismatch = None;
+        let rv = if counts != actual.as_slice() {
+            mismatch = Some(size_error(
+                op,
+                format!(
+                    "the counts {counts:?} differ from what the ranks send, {actual:?}; nothing was received into the buffer"
+                ),
+            ));
+            scratch = crate::sys::memory::zeroed_vec(actual.iter().sum());
+            scratch.view_mut()
+        } else {
+            rv
+        };
+        if !big(&actual) {
+            let args = int_args(None, Some(&actual));
+            let (sb, rb) = (VBase::of(&sv)?, VBase::of_mut(&rv)?);
+            request::run_collective(op, |nb| {
+                self.inner
+                    .raw
+                    .vector(VKind::Allgatherv, Some(&sb), Some(&rb), &args, 0, nb)
+            })?;
+        } else if !self.checked {
+            return fail(
+                ErrorKind::InvalidArgument,
+                format!("{op}: counts above i32::MAX need a checked handle"),
+            );
+        } else {
+            let sends: Vec<Option<Desc>> = (0..p).map(|_| Desc::of(&sv).map(Some)).collect::<Result<_>>()?;
+            let mut recvs: Vec<Option<Desc>> = Vec::with_capacity(p);
+            for (&c, &o) in actual.iter().zip(prefix(&actual).iter()) {
+                recvs.push(Some(Desc::block(&rv, o, c)?));
+            }
+            self.alltoallw_blocks(op, &sends, &recvs)?;
+        }
+        drop(scratch);
+        match mismatch {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Every rank sends `send_counts[r]` elements of `send` to rank r and receives `recv_counts[r]` from rank r
+    /// into `recv`, blocks in rank order (`MPI_Alltoallv`).
+    ///
+    /// ```no_run
+    /// # fn main() -> spmd::Result<()> {
+    /// # let universe = spmd::init()?; let world = universe.world();
+    /// let p = world.size();
+    /// let send_counts: Vec<usize> = (0..p).map(|r| r + 1).collect();     // r + 1 values to rank r
+    /// let recv_counts = vec![world.rank() + 1; p];                        // rank + 1 from everyone
+    /// let send = vec![world.rank() as u64; send_counts.iter().sum()];
+    /// let mut recv = vec![0u64; recv_counts.iter().sum()];
+    /// world.all_to_all_varcount_buf(&send, &send_counts, &mut recv, &recv_counts)?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`ErrorKind::SizeMismatch`] on every rank if a rank's buffers are unusable, and on a rank whose
+    /// `recv_counts` disagree with what the others send it (nothing is written to its `recv` then);
+    /// [`ErrorKind::NotContiguous`].
+    pub fn all_to_all_varcount_buf<S, R>(
+        &self,
+        send: &S,
+        send_counts: &[usize],
+        recv: &mut R,
+        recv_counts: &[usize],
+    ) -> Result<()>
+    where
+        S: Buffer + ?Sized,
+        R: BufferMut<Item = S::Item> + ?Sized,
+    {
+        let op = "all_to_all_varcount_buf";
+        let p = self.size();
+        let (sv, rv) = (send.view(), recv.view_mut());
+        let local = if send_counts.len() != p || recv_counts.len() != p {
+            Some(size_error(
+                op,
+                format!(
+                    "{} send and {} receive counts for {p} ranks",
+                    send_counts.len(),
+                    recv_counts.len()
+                ),
+            ))
+        } else if !sv.is_contiguous() || !rv.is_contiguous() {
+            Some(not_contiguous(op, "send and receive buffers"))
+        } else if sum(send_counts) != Some(sv.len) || sum(recv_counts) != Some(rv.len) {
+            Some(size_error(
+                op,
+                format!(
+                    "the buffers hold {} and {} elements, the counts add up to {:?} and {:?}",
+                    sv.len,
+                    rv.len,
+                    sum(send_counts),
+                    sum(recv_counts)
+                ),
+            ))
+        } else {
+            None
+        };
+        let (actual, is_big) = if self.checked {
+            let flag = if local.is_some() || send_counts.iter().any(|&c| c as u64 > COUNT) {
+                BAD
+            } else {
+                0
+            } | if local.is_none() && (big(send_counts) || big(recv_counts)) {
+                BIG
+            } else {
+                0
+            };
+            let mine: Vec<u64> = (0..p)
+                .map(|r| send_counts.get(r).map_or(0, |&c| c as u64) | flag)
+                .collect();
+            let got = self.exchange(op, BlockKind::Alltoall, &mine)?;
+            self.flags_error(op, &got, local)?;
+            (
+                got.iter().map(|&g| (g & COUNT) as usize).collect::<Vec<_>>(),
+                got.iter().any(|g| g & BIG != 0),
+            )
+        } else {
+            if let Some(e) = local {
+                return Err(e);
+            }
+            if big(send_counts) || big(recv_counts) {
+                return fail(
+                    ErrorKind::InvalidArgument,
+                    format!("{op}: counts above i32::MAX need a checked handle"),
+                );
+            }
+            (recv_counts.to_vec(), false)
+        };
+        let mut scratch: Vec<S::Item> = Vec::new();
+        let mut mismatch = None;
+        let rv = if recv_counts != actual.as_slice() {
+            mismatch = Some(size_error(
+                op,
+                format!(
+                    "the receive counts {recv_counts:?} differ from what the ranks send, {actual:?}; nothing was received into the buffer"
+                ),
+            ));
+            scratch = crate::sys::memory::zeroed_vec(actual.iter().sum());
+            scratch.view_mut()
+        } else {
+            rv
+        };
+        if !is_big && !big(&actual) {
+            let args = int_args(Some(send_counts), Some(&actual));
+            let (sb, rb) = (VBase::of(&sv)?, VBase::of_mut(&rv)?);
+            request::run_collective(op, |nb| {
+                self.inner
+                    .raw
+                    .vector(VKind::Alltoallv, Some(&sb), Some(&rb), &args, 0, nb)
+            })?;
+        } else {
+            let mut sends = Vec::with_capacity(p);
+            for (&c, &o) in send_counts.iter().zip(prefix(send_counts).iter()) {
+                sends.push(Some(Desc::block_of(&sv, o, c)?));
+            }
+            let mut recvs = Vec::with_capacity(p);
+            for (&c, &o) in actual.iter().zip(prefix(&actual).iter()) {
+                recvs.push(Some(Desc::block(&rv, o, c)?));
+            }
+            self.alltoallw_blocks(op, &sends, &recvs)?;
+        }
+        drop(scratch);
+        match mismatch {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+fn c_int_ok(n: usize) -> Option<i32> {
+    i32::try_from(n).ok()
+}
+
+#[allow(dead_code)]
+fn unused(_: &View) {}

@@ -1,0 +1,489 @@
+//! The receive engine: non-blocking receives that wait for their message with a matched probe.
+//!
+//! A non-blocking receive cannot be posted to MPI as `MPI_Irecv` into the user's buffer: Open MPI would write past
+//! the buffer if a larger message arrived. Instead each receive is an entry here that probes for its message
+//! (`MPI_Improbe`), checks the size, and only then receives that very message (`MPI_Imrecv`) into memory known to
+//! hold it. Entries advance whenever spmd is inside MPI on any thread: every blocking spmd call is a test loop
+//! that calls [`progress`] while receives are pending, so the usual patterns (post receives, send, reduce, wait)
+//! cannot deadlock. With no pending receive, blocking calls are the bare MPI calls.
+//!
+//! Entries are matched in the order they were started, as MPI matches posted receives. An object message of
+//! several parts holds its (communicator, source, tag) until all parts are in, so no other receive can take a
+//! part of it.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::codec;
+use crate::comm::CommInner;
+use crate::error::{Error, ErrorKind, Result};
+use crate::p2p::{Status, wrong_family_for_buffer};
+use crate::sys::{Desc, RawMessage, RawRequest, RawStatus, any_source, any_tag};
+
+/// Identifies a pending receive.
+pub(crate) type Id = u64;
+
+/// What a finished receive yields.
+pub(crate) enum Outcome {
+    /// A buffer receive: the data is in the user's buffer.
+    Buf(Status),
+    /// An object message: its bytes and its out-of-band parts.
+    Obj {
+        bytes: Vec<u8>,
+        parts: VecDeque<Vec<u8>>,
+        status: Status,
+    },
+}
+
+/// Where a receive puts its message.
+pub(crate) enum Target {
+    /// Into a user's buffer, borrowed by a scope until the entry is done.
+    Buf {
+        desc: Desc,
+        name: &'static str,
+        elem_bytes: usize,
+    },
+    /// Into memory the entry owns.
+    Obj,
+}
+
+enum State {
+    Probing,
+    Receiving {
+        req: RawRequest,
+        status: RawStatus,
+        // Declared after `req`: the memory is dropped only after the request (whose drop waits).
+        bytes: Vec<u8>,
+    },
+    /// The out-of-band parts of an object (or, with `error`, the parts of an object a buffer receive got by
+    /// mistake, received only to be discarded so the sender completes).
+    Parts {
+        status: RawStatus,
+        bytes: Vec<u8>,
+        parts: VecDeque<Vec<u8>>,
+        remaining: usize,
+        error: Option<Error>,
+    },
+    Done(Result<Outcome>),
+}
+
+struct Entry {
+    id: Id,
+    comm: Arc<CommInner>,
+    op: &'static str,
+    source: i32,
+    tag: i32,
+    target: Target,
+    state: State,
+    /// Nobody will ask for the outcome (the handle was dropped): remove it when done.
+    detached: bool,
+}
+
+struct Registry {
+    next: Id,
+    entries: Vec<Entry>,
+    /// (communicator, source, tag) of object messages whose parts a blocking receive is taking.
+    held: Vec<(usize, i32, i32)>,
+}
+
+static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
+    next: 1,
+    entries: Vec::new(),
+    held: Vec::new(),
+});
+
+/// Number of entries not yet done, plus held keys: when 0, blocking calls take the bare MPI path.
+static ACTIVE: AtomicUsize = AtomicUsize::new(0);
+
+fn registry() -> MutexGuard<'static, Registry> {
+    REGISTRY.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Whether any receive is pending (or a message's parts are being taken): blocking calls must then progress.
+#[inline(always)]
+pub(crate) fn busy() -> bool {
+    ACTIVE.load(Ordering::Relaxed) != 0
+}
+
+fn comm_key(c: &CommInner) -> usize {
+    c as *const CommInner as usize
+}
+
+/// Whether a receive for (`source`, `tag`) could match a message of (`s`, `t`).
+fn overlaps(source: i32, tag: i32, s: i32, t: i32) -> bool {
+    (source == s || source == any_source()) && (tag == t || tag == any_tag())
+}
+
+/// Whether some message could match both receive patterns.
+fn patterns_meet(s1: i32, t1: i32, s2: i32, t2: i32) -> bool {
+    let (a, b) = (any_source(), any_tag());
+    (s1 == s2 || s1 == a || s2 == a) && (t1 == t2 || t1 == b || t2 == b)
+}
+
+/// Whether a receive started earlier, still waiting for its message, could take a message a receive for
+/// (`source`, `tag`) on `comm` would take: then the later one must not probe yet (MPI gives a message to the
+/// earliest matching receive).
+fn earlier_waits(waiting: &[(usize, i32, i32)], comm: usize, source: i32, tag: i32) -> bool {
+    waiting
+        .iter()
+        .any(|&(c, s, t)| c == comm && patterns_meet(s, t, source, tag))
+}
+
+fn is_held(held: &[(usize, i32, i32)], comm: usize, source: i32, tag: i32) -> bool {
+    held.iter().any(|&(c, s, t)| c == comm && overlaps(source, tag, s, t))
+}
+
+/// Starts a receive; returns its id.
+pub(crate) fn start(comm: Arc<CommInner>, op: &'static str, source: i32, tag: i32, target: Target) -> Id {
+    let mut reg = registry();
+    let id = reg.next;
+    reg.next += 1;
+    reg.entries.push(Entry {
+        id,
+        comm,
+        op,
+        source,
+        tag,
+        target,
+        state: State::Probing,
+        detached: false,
+    });
+    ACTIVE.fetch_add(1, Ordering::SeqCst);
+    progress_locked(&mut reg);
+    id
+}
+
+/// Advances every pending receive once.
+pub(crate) fn progress() {
+    if busy() {
+        progress_locked(&mut registry());
+    }
+}
+
+/// Advances every pending receive, then runs `f` under the same lock (a blocking receive probing for its own
+/// message after the receives started before it had their chance, as MPI's matching order requires). `f` learns
+/// whether its (communicator, source, tag) is held by a message being received in parts.
+pub(crate) fn progress_then<R>(comm: &CommInner, source: i32, tag: i32, f: impl FnOnce(bool) -> R) -> R {
+    let mut reg = registry();
+    progress_locked(&mut reg);
+    let key = comm_key(comm);
+    let waiting: Vec<(usize, i32, i32)> = reg
+        .entries
+        .iter()
+        .filter(|e| matches!(e.state, State::Probing))
+        .map(|e| (comm_key(&e.comm), e.source, e.tag))
+        .collect();
+    let held = is_held(&busy_keys(&reg), key, source, tag) || earlier_waits(&waiting, key, source, tag);
+    f(held)
+}
+
+/// Keys no probe may take messages from now: held by blocking receives, or by entries receiving parts.
+fn busy_keys(reg: &Registry) -> Vec<(usize, i32, i32)> {
+    let mut keys = reg.held.clone();
+    for e in &reg.entries {
+        if let State::Parts { status, .. } = &e.state {
+            keys.push((comm_key(&e.comm), status.source, status.tag));
+        }
+    }
+    keys
+}
+
+/// Holds (`comm`, `source`, `tag`) while a blocking receive takes the parts of an object message; released on drop.
+pub(crate) struct Hold {
+    key: (usize, i32, i32),
+}
+
+pub(crate) fn hold(comm: &CommInner, source: i32, tag: i32) -> Hold {
+    let key = (comm_key(comm), source, tag);
+    registry().held.push(key);
+    ACTIVE.fetch_add(1, Ordering::SeqCst);
+    Hold { key }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        let mut reg = registry();
+        if let Some(i) = reg.held.iter().position(|k| *k == self.key) {
+            reg.held.swap_remove(i);
+            ACTIVE.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+fn progress_locked(reg: &mut Registry) {
+    if reg.entries.is_empty() {
+        return;
+    }
+    // Entries taking parts first: their next parts must not go to anyone else.
+    for e in reg.entries.iter_mut() {
+        if matches!(e.state, State::Parts { .. }) {
+            advance(e);
+        }
+    }
+    let mut keys = reg.held.clone();
+    let mut waiting: Vec<(usize, i32, i32)> = Vec::new();
+    for e in reg.entries.iter_mut() {
+        if let State::Parts { status, .. } = &e.state {
+            keys.push((comm_key(&e.comm), status.source, status.tag));
+            continue;
+        }
+        let probing = matches!(e.state, State::Probing);
+        let key = comm_key(&e.comm);
+        if probing && (is_held(&keys, key, e.source, e.tag) || earlier_waits(&waiting, key, e.source, e.tag)) {
+            waiting.push((key, e.source, e.tag));
+            continue;
+        }
+        advance(e);
+        match &e.state {
+            State::Parts { status, .. } => keys.push((key, status.source, status.tag)),
+            State::Probing => waiting.push((key, e.source, e.tag)),
+            _ => {}
+        }
+    }
+    reg.entries
+        .retain(|e| !(e.detached && matches!(e.state, State::Done(_))));
+}
+
+/// One step of an entry.
+fn advance(e: &mut Entry) {
+    let state = std::mem::replace(&mut e.state, State::Probing);
+    e.state = match step(e, state) {
+        Ok(s) => s,
+        Err(err) => State::Done(Err(err)),
+    };
+    if matches!(e.state, State::Done(_)) {
+        ACTIVE.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn step(e: &mut Entry, state: State) -> Result<State> {
+    match state {
+        State::Probing => {
+            let found = e.comm.raw.improbe(e.source, e.tag).map_err(|c| c.error(e.op))?;
+            let Some((msg, st)) = found else {
+                return Ok(State::Probing);
+            };
+            matched(e, msg, st)
+        }
+        State::Receiving { mut req, status, bytes } => match req.test().map_err(|c| c.error(e.op))? {
+            None => Ok(State::Receiving { req, status, bytes }),
+            Some(_) => {
+                drop(req);
+                received(e, status, bytes)
+            }
+        },
+        State::Parts {
+            status,
+            bytes,
+            mut parts,
+            mut remaining,
+            error,
+        } => {
+            while remaining > 0 {
+                match e
+                    .comm
+                    .raw
+                    .improbe(status.source, status.tag)
+                    .map_err(|c| c.error(e.op))?
+                {
+                    None => break,
+                    Some((msg, _)) => {
+                        let (b, _) = msg.recv_bytes()?;
+                        if error.is_none() {
+                            parts.push_back(b);
+                        }
+                        remaining -= 1;
+                    }
+                }
+            }
+            if remaining > 0 {
+                return Ok(State::Parts {
+                    status,
+                    bytes,
+                    parts,
+                    remaining,
+                    error,
+                });
+            }
+            Ok(State::Done(match error {
+                Some(err) => Err(err),
+                None => Ok(Outcome::Obj {
+                    bytes,
+                    parts,
+                    status: Status::from_raw(status),
+                }),
+            }))
+        }
+        done @ State::Done(_) => Ok(done),
+    }
+}
+
+/// A message matched the entry's probe.
+fn matched(e: &mut Entry, msg: RawMessage, st: RawStatus) -> Result<State> {
+    match &e.target {
+        Target::Buf { desc, name, elem_bytes } => {
+            if st.bytes <= desc.bytes {
+                let req = msg.irecv(desc).map_err(|c| c.error(e.op))?;
+                return Ok(State::Receiving {
+                    req,
+                    status: st,
+                    bytes: Vec::new(),
+                });
+            }
+            // Too large: take the message (so its sender completes), then report.
+            let (bytes, _) = msg.recv_bytes()?;
+            let err = if codec::is_object(&bytes) {
+                wrong_family_for_buffer(e.op, st, bytes.len())
+            } else {
+                crate::p2p::truncated(e.op, st, desc.bytes, *elem_bytes, name)
+            };
+            discard_parts(st, &bytes, err)
+        }
+        Target::Obj => {
+            let mut bytes = crate::sys::memory::byte_vec(st.bytes);
+            let d = Desc::bytes_mut(&mut bytes)?;
+            let req = msg.irecv(&d).map_err(|c| c.error(e.op))?;
+            Ok(State::Receiving { req, status: st, bytes })
+        }
+    }
+}
+
+/// After a message that turned out to be an object reached a buffer receive: its parts are received and dropped
+/// before the error is reported.
+fn discard_parts(st: RawStatus, bytes: &[u8], err: Error) -> Result<State> {
+    let n = codec::oob_count(bytes, &String::new).unwrap_or(0);
+    if n == 0 || !codec::is_object(bytes) {
+        return Ok(State::Done(Err(err)));
+    }
+    Ok(State::Parts {
+        status: st,
+        bytes: Vec::new(),
+        parts: VecDeque::new(),
+        remaining: n,
+        error: Some(err),
+    })
+}
+
+/// The entry's receive completed.
+fn received(e: &mut Entry, st: RawStatus, bytes: Vec<u8>) -> Result<State> {
+    match &e.target {
+        Target::Buf { desc, .. } => {
+            if st.bytes >= codec::PREFIX && desc.starts_with(&codec::MAGIC) {
+                let mut head = [0u8; codec::PREFIX];
+                desc.read_prefix(&mut head);
+                return discard_parts(st, &head, wrong_family_for_buffer(e.op, st, st.bytes));
+            }
+            Ok(State::Done(Ok(Outcome::Buf(Status::from_raw(st)))))
+        }
+        Target::Obj => {
+            let context = || format!("{} from rank {} (tag {})", e.op, st.source, st.tag);
+            let n = codec::oob_count(&bytes, &context)?;
+            if n == 0 {
+                return Ok(State::Done(Ok(Outcome::Obj {
+                    bytes,
+                    parts: VecDeque::new(),
+                    status: Status::from_raw(st),
+                })));
+            }
+            Ok(State::Parts {
+                status: st,
+                bytes,
+                parts: VecDeque::new(),
+                remaining: n,
+                error: None,
+            })
+        }
+    }
+}
+
+/// Whether the entry is done (its outcome waits for [`take`]).
+pub(crate) fn is_done(id: Id) -> bool {
+    let mut reg = registry();
+    progress_locked(&mut reg);
+    reg.entries
+        .iter()
+        .any(|e| e.id == id && matches!(e.state, State::Done(_)))
+}
+
+/// Removes a done entry and returns its outcome.
+///
+/// # Panics
+/// If the entry is not done (callers check [`is_done`] first).
+pub(crate) fn take(id: Id) -> Result<Outcome> {
+    let mut reg = registry();
+    let i = reg
+        .entries
+        .iter()
+        .position(|e| e.id == id)
+        .expect("a pending receive's entry exists until taken");
+    match reg.entries.remove(i).state {
+        State::Done(r) => r,
+        _ => panic!("take of a receive that is not done"),
+    }
+}
+
+/// Waits until the entry is done and returns its outcome.
+pub(crate) fn wait(id: Id) -> Result<Outcome> {
+    let mut spins = 0u32;
+    while !is_done(id) {
+        spins = spins.wrapping_add(1);
+        if spins.is_multiple_of(256) {
+            std::thread::yield_now();
+        }
+    }
+    take(id)
+}
+
+/// The handle of the entry was dropped: its outcome will not be asked for.
+pub(crate) fn detach(id: Id) {
+    let mut reg = registry();
+    if let Some(i) = reg.entries.iter().position(|e| e.id == id) {
+        if matches!(reg.entries[i].state, State::Done(_)) {
+            reg.entries.remove(i);
+        } else {
+            reg.entries[i].detached = true;
+        }
+    }
+}
+
+/// Cancels a receive that no message has matched yet: `true` if it was cancelled, `false` if a message had
+/// matched it already (it then completes as usual).
+pub(crate) fn cancel(id: Id) -> bool {
+    let mut reg = registry();
+    progress_locked(&mut reg);
+    if let Some(i) = reg.entries.iter().position(|e| e.id == id)
+        && matches!(reg.entries[i].state, State::Probing)
+    {
+        reg.entries[i].state = State::Done(Err(Error::new(
+            ErrorKind::Cancelled,
+            format!("{}: cancelled before a message arrived", reg.entries[i].op),
+        )));
+        ACTIVE.fetch_sub(1, Ordering::SeqCst);
+        return true;
+    }
+    false
+}
+
+/// Before MPI ends: receives that have matched a message finish (so their senders complete); receives still
+/// waiting for one are given up.
+pub(crate) fn shutdown() {
+    let mut reg = registry();
+    loop {
+        progress_locked(&mut reg);
+        let receiving = reg
+            .entries
+            .iter()
+            .any(|e| matches!(e.state, State::Receiving { .. } | State::Parts { .. }));
+        if !receiving {
+            break;
+        }
+    }
+    let pending = reg
+        .entries
+        .iter()
+        .filter(|e| !matches!(e.state, State::Done(_)))
+        .count();
+    ACTIVE.fetch_sub(pending, Ordering::SeqCst);
+    reg.entries.clear();
+}
