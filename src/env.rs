@@ -197,7 +197,7 @@ fn install_panic_hook() {
             let thread = std::thread::current();
             let thread = thread.name().map(|n| format!(" (thread '{n}')")).unwrap_or_default();
             let rank = world_rank()
-                .map(|r| format!("rank {r}"))
+                .map(|r| format!("rank {r}{}", crate::farm::panic_context()))
                 .unwrap_or_else(|| "a rank".into());
             let bt = std::backtrace::Backtrace::capture();
             if bt.status() == std::backtrace::BacktraceStatus::Captured {

@@ -46,11 +46,13 @@
 //! - [`codec`]: how objects are encoded (bincode 1.3) and [`Oob`], which sends large arrays inside objects as
 //!   zero-copy messages.
 //! - [`error`]: [`Error`], [`ErrorKind`], [`Result`].
+//! - [`farm`]: a task farm — [`farm::Farm`] runs a function over many tasks across the ranks with a static,
+//!   dynamic or guided [`farm::Schedule`], results in task order, and reports the load balance.
 //!
 //! Examples (run with `mpirun -n 4 target/release/examples/<name>`): `hello` (ranks, hosts, thread level),
 //! `pi` (a midpoint-rule integral and a reduction), `bench` (OSU-style micro-benchmarks for both families).
 //!
-//! Not covered yet: Cartesian grids, distributed arrays, the task farm and the hybrid (threads per rank) helpers.
+//! Not covered yet: Cartesian grids, distributed arrays and the hybrid (threads per rank) helpers.
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
@@ -61,6 +63,7 @@ pub mod collective;
 pub mod comm;
 pub mod env;
 pub mod error;
+pub mod farm;
 pub mod p2p;
 mod raw;
 pub mod request;
