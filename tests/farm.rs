@@ -173,6 +173,29 @@ fn results_everywhere(comm: &Comm) -> spmd::Result<()> {
     Ok(())
 }
 
+/// Inputs and results far above the size of a single small message (16 KB each) travel both ways intact.
+fn large_values(comm: &Comm) -> spmd::Result<()> {
+    let inputs: Vec<Vec<f64>> = (0..24)
+        .map(|i| (0..2000).map(|k| (i * 2000 + k) as f64).collect())
+        .collect();
+    for schedule in [
+        Schedule::Dynamic { chunk: 1 },
+        Schedule::Guided { min_chunk: 2 },
+        Schedule::StaticCyclic,
+    ] {
+        let farm = Farm::new(comm)?.schedule(schedule).progress(false);
+        let root_inputs = (comm.rank() == 0).then_some(&inputs[..]);
+        let got = farm.map(Tasks::at_root(root_inputs), |v| {
+            v.iter().map(|x| x * 2.0).collect::<Vec<f64>>()
+        })?;
+        if let Some(got) = got {
+            let serial: Vec<Vec<f64>> = inputs.iter().map(|v| v.iter().map(|x| x * 2.0).collect()).collect();
+            check!(comm, got == serial, "{schedule}: large results differ");
+        }
+    }
+    Ok(())
+}
+
 /// Busy-waits for `micros` (sleeping would leave the core to other ranks and hide the imbalance).
 fn spin(micros: u64) -> u64 {
     let t = Instant::now();
@@ -388,6 +411,7 @@ const CASES: &[Case] = &[
     case("every_schedule", every_schedule),
     world_case("root_roles", root_roles),
     case("results_everywhere", results_everywhere),
+    case("large_values", large_values),
     world_case("uneven_costs", uneven_costs),
     case("streaming", streaming),
     case("reduce_form", reduce_form),

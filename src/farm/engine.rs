@@ -175,7 +175,9 @@ where
         comm.send_obj(root, TAG_REPORT, &Report::<W::Out> { out: None })?;
     }
     let mut outstanding = DEPTH;
-    let mut sending: Option<SendRequest<'_>> = None;
+    // Reports still on their way: not waited for before the next one, since a large report completes only when
+    // the root receives it, which a computing root does between two of its tasks.
+    let mut sending: VecDeque<SendRequest<'_>> = VecDeque::new();
     loop {
         let (msg, _) = comm.recv_obj::<WorkIn<T>>(root, TAG_WORK)?;
         outstanding -= 1;
@@ -186,17 +188,18 @@ where
                 let received = matches!(tasks.kind, Kind::Root(_)).then_some(items);
                 let out = run_chunk(farm, tasks, work, chunk, received, &mut tally)?;
                 tally.chunks += 1;
-                if let Some(s) = sending.take() {
-                    s.wait()?;
+                while let Some(front) = sending.front_mut() {
+                    if !front.test()? {
+                        break;
+                    }
+                    sending.pop_front();
                 }
-                sending = Some(comm.isend_obj(root, TAG_REPORT, &Report { out: Some(out) })?);
+                sending.push_back(comm.isend_obj(root, TAG_REPORT, &Report { out: Some(out) })?);
                 outstanding += 1;
             }
         }
     }
-    if let Some(s) = sending.take() {
-        s.wait()?;
-    }
+    crate::request::wait_all(sending)?;
     conclude(farm, tally)
 }
 
@@ -275,7 +278,7 @@ where
             farm,
             work,
             n,
-            dealer: Dealer::new(farm.schedule, n, next),
+            dealer: Dealer::new(farm.schedule, n, next).holding(DEPTH),
             slot,
             outstanding: (0..p).map(|_| VecDeque::new()).collect(),
             received: vec![0; p],

@@ -33,7 +33,8 @@ pub enum Schedule {
         chunk: usize,
     },
     /// Like [`Schedule::Dynamic`], with chunks shrinking with the remaining work:
-    /// `max(min_chunk, remaining / (2p))`. Few requests early, fine balance at the end.
+    /// `max(min_chunk, remaining / (2p))`, where `p` counts the chunks held at once: two per computing rank,
+    /// since a worker holds its next chunk while it runs one. Few requests early, fine balance at the end.
     Guided {
         /// The smallest chunk handed out (at least 1).
         min_chunk: usize,
@@ -148,6 +149,8 @@ pub(crate) struct Dealer {
     next: usize,
     /// Whether each slot has had its static share.
     dealt: Vec<bool>,
+    /// Chunks dealt out at once (the guided divisor): `slots` unless a slot holds several.
+    held: usize,
 }
 
 impl Dealer {
@@ -160,7 +163,14 @@ impl Dealer {
             slots,
             next: 0,
             dealt: vec![false; slots],
+            held: slots,
         }
+    }
+
+    /// Each slot holds up to `depth` chunks at once (guided chunks shrink accordingly).
+    pub(crate) fn holding(mut self, depth: usize) -> Dealer {
+        self.held = self.slots * depth.max(1);
+        self
     }
 
     /// The next chunk for `slot`, or `None` when it has nothing more to do.
@@ -189,7 +199,7 @@ impl Dealer {
             }
             Schedule::Guided { min_chunk } => {
                 let remaining = n - self.next;
-                let c = (remaining / (2 * p)).max(min_chunk.max(1)).min(remaining);
+                let c = (remaining / (2 * self.held)).max(min_chunk.max(1)).min(remaining);
                 self.next += c;
                 Chunk::range(self.next - c, c)
             }
@@ -261,6 +271,10 @@ mod tests {
             .map(|(_, c)| c.len())
             .collect();
         assert_eq!(sizes[0], 25);
+        let held = Dealer::new(Schedule::Guided { min_chunk: 1 }, 100, 2)
+            .holding(2)
+            .next_for(0);
+        assert_eq!(held.map(|c| c.len()), Some(12));
         assert!(sizes.windows(2).all(|w| w[0] >= w[1]), "{sizes:?}");
         // Chunks never go below the minimum, except the remainder at the very end.
         assert!(sizes[..sizes.len() - 1].iter().all(|&c| c >= 2), "{sizes:?}");
