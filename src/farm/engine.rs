@@ -375,7 +375,7 @@ where
         Ok(())
     }
 
-    /// Runs the next task of the root's own share (its whole chunk at once on a thread pool).
+    /// Runs the next task of the root's own share (on a thread pool, the next task for each thread).
     fn run_own(&mut self) -> Result<()> {
         let (chunk, done) = match self.own {
             Some(own) => own,
@@ -390,11 +390,8 @@ where
                 }
             },
         };
-        let part = if self.farm.threads > 1 {
-            chunk
-        } else {
-            Chunk::range(chunk.indices().nth(done).expect("a task left in the chunk"), 1)
-        };
+        // As many tasks as there are threads, then the root answers requests again.
+        let part = chunk.part(done, self.farm.threads);
         let out = run_chunk(self.farm, &self.tasks, &self.work, part, None, &mut self.tally)?;
         let done = done + part.len();
         self.own = (done < chunk.len()).then_some((chunk, done));

@@ -264,8 +264,8 @@ impl<'u> Farm<'u> {
     }
 
     /// Runs the tasks of each chunk on a rayon pool of `threads` threads of this rank (1, the default: on the
-    /// calling thread; the root then runs its own share task by task, answering requests in between, and with a
-    /// pool chunk by chunk). Pair it with chunks of at least `threads` tasks. The pool is made on first use.
+    /// calling thread). A computing root runs its own share `threads` tasks at a time, answering requests in
+    /// between. Pair it with chunks of at least `threads` tasks. The pool is made on first use.
     ///
     /// ```no_run
     /// # fn main() -> spmd::Result<()> {

@@ -133,6 +133,16 @@ impl Chunk {
         (0..self.count as usize).map(move |k| (self.start + k as u64 * self.step) as usize)
     }
 
+    /// At most `max` of the indices, from the `skip`-th on.
+    pub(crate) fn part(self, skip: usize, max: usize) -> Chunk {
+        let skip = skip.min(self.len());
+        Chunk {
+            start: self.start + skip as u64 * self.step,
+            step: self.step,
+            count: (self.len() - skip).min(max.max(1)) as u64,
+        }
+    }
+
     pub(crate) fn len(self) -> usize {
         self.count as usize
     }
@@ -284,6 +294,18 @@ mod tests {
             .map(|(_, c)| c.len())
             .collect();
         assert_eq!(dynamic, vec![4, 4, 2]);
+    }
+
+    #[test]
+    fn parts_of_a_chunk() {
+        let c = Chunk {
+            start: 1,
+            step: 3,
+            count: 5,
+        };
+        let parts: Vec<Vec<usize>> = (0..5).step_by(2).map(|k| c.part(k, 2).indices().collect()).collect();
+        assert_eq!(parts, vec![vec![1, 4], vec![7, 10], vec![13]]);
+        assert_eq!(c.part(5, 2).len(), 0);
     }
 
     #[test]
