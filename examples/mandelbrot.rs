@@ -8,7 +8,7 @@
 //!
 //! For each schedule the root prints the per-rank load table (tasks, chunks, busy time, share), the load
 //! imbalance (largest busy time over the mean) and the elapsed time; `--schedule all` runs static block, static
-//! cyclic, dynamic and guided in turn and ends with a summary. `--check` computes the image serially on the root
+//! cyclic, dynamic and guided in turn and ends with a summary (medians over `--repeat` rounds). `--check` computes the image serially on the root
 //! and compares every pixel's iteration count (the program fails if one differs); `--png` writes the image.
 
 use std::time::Instant;
@@ -40,6 +40,9 @@ struct Args {
     /// The root only coordinates (by default it computes rows too).
     #[arg(long)]
     coordinator_only: bool,
+    /// Run every schedule this many times (rounds interleave the schedules); the summary shows medians.
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
     /// Threads per rank running a chunk's rows.
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -188,7 +191,8 @@ fn main() -> spmd::Result<()> {
     }
     let mut summary: Vec<FarmStats> = Vec::new();
     let mut image = None;
-    for schedule in schedules {
+    let rounds = (0..args.repeat.max(1)).flat_map(|_| schedules.iter().copied());
+    for schedule in rounds {
         farm = farm.schedule(schedule);
         world.barrier()?;
         let rows = farm.map(Tasks::range(h), |&y| row(y, w, h, region, m))?;
@@ -221,14 +225,21 @@ fn main() -> spmd::Result<()> {
         summary.push(stats);
     }
     if let Some(image) = image {
-        println!("\n{:<15} {:>9} {:>10}", "schedule", "imbalance", "elapsed s");
-        for s in &summary {
-            println!(
-                "{:<15} {:>9.3} {:>10.4}",
-                s.schedule.to_string(),
-                s.imbalance(),
-                s.elapsed
-            );
+        let median = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let title = if args.repeat > 1 {
+            format!(" (medians of {})", args.repeat)
+        } else {
+            String::new()
+        };
+        println!("\n{:<15} {:>9} {:>10}{title}", "schedule", "imbalance", "elapsed s");
+        for schedule in &schedules {
+            let runs: Vec<&FarmStats> = summary.iter().filter(|s| s.schedule == *schedule).collect();
+            let imbalance = median(runs.iter().map(|s| s.imbalance()).collect());
+            let elapsed = median(runs.iter().map(|s| s.elapsed).collect());
+            println!("{:<15} {imbalance:>9.3} {elapsed:>10.4}", schedule.to_string());
         }
         if let Some(path) = &args.png {
             write_png(path, &image, w, m)?;
