@@ -47,6 +47,8 @@
 //! - [`codec`]: how objects are encoded (bincode 1.3) and [`Oob`], which sends large arrays inside objects as
 //!   zero-copy messages.
 //! - [`error`]: [`Error`], [`ErrorKind`], [`Result`].
+//! - [`farm`]: a task farm — [`farm::Farm`] runs a function over many tasks across the ranks with a static,
+//!   dynamic or guided [`farm::Schedule`], results in task order, and reports the load balance.
 //!
 //! Buffer operations are the MPI calls a C program makes for the same exchange, on the same communicator: spmd
 //! ranks share jobs and communicators with C, Fortran and mpi4py ranks. All `unsafe` code is in one private
@@ -79,7 +81,7 @@
 //! Examples (run with `mpirun -n 4 target/release/examples/<name>`): `hello` (ranks, hosts, thread level),
 //! `pi` (a midpoint-rule integral and a reduction), `bench` (OSU-style micro-benchmarks for both families).
 //!
-//! Not covered yet: Cartesian grids, distributed arrays, the task farm and the hybrid (threads per rank) helpers.
+//! Not covered yet: Cartesian grids, distributed arrays and the hybrid (threads per rank) helpers.
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -90,6 +92,7 @@ pub mod codec;
 pub mod collective;
 pub mod comm;
 pub mod error;
+pub mod farm;
 pub mod p2p;
 pub mod request;
 pub mod runtime;

@@ -206,35 +206,19 @@ fn install_panic_hook() {
             let location = info.location().map(|l| format!(" at {l}")).unwrap_or_default();
             let thread = std::thread::current();
             let thread = thread.name().map(|n| format!(" (thread '{n}')")).unwrap_or_default();
-            let context = panic_context().map(|c| format!(" in {c}")).unwrap_or_default();
             let rank = world_rank()
-                .map(|r| format!("rank {r}"))
+                .map(|r| format!("rank {r}{}", crate::farm::panic_context()))
                 .unwrap_or_else(|| "a rank".into());
             let bt = std::backtrace::Backtrace::capture();
             if bt.status() == std::backtrace::BacktraceStatus::Captured {
-                eprintln!("spmd: {rank} panicked{context}{location}{thread}: {msg}\n{bt}");
+                eprintln!("spmd: {rank} panicked{location}{thread}: {msg}\n{bt}");
             } else {
-                eprintln!("spmd: {rank} panicked{context}{location}{thread}: {msg}");
+                eprintln!("spmd: {rank} panicked{location}{thread}: {msg}");
             }
             raw::abort_world(PANIC_EXIT_CODE);
             std::process::exit(PANIC_EXIT_CODE);
         }));
     });
-}
-
-thread_local! {
-    /// What the thread is doing, for the panic line (e.g. "task 17 of a farm").
-    static PANIC_CONTEXT: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
-}
-
-/// Sets (or clears) what the current thread is doing, named in the failure line if it panics.
-#[allow(dead_code)] // used by the task farm
-pub(crate) fn set_panic_context(context: Option<String>) {
-    PANIC_CONTEXT.with(|c| *c.borrow_mut() = context);
-}
-
-fn panic_context() -> Option<String> {
-    PANIC_CONTEXT.with(|c| c.borrow().clone())
 }
 
 /// Options for starting MPI: thread level and failure policy. [`init`] and [`init_thread`] are shorthands.
