@@ -151,12 +151,20 @@ impl<'u> Comm<'u> {
             .transpose()
     }
 
-    /// Blocks until every process of the communicator has called `barrier` (collective).
+    /// Blocks until every process of the communicator has called `barrier` (collective). On a checked handle
+    /// this is `MPI_Ibarrier` completed by a test loop, which keeps pending receives moving while it waits (a C
+    /// peer calls `MPI_Ibarrier` + `MPI_Wait`); on an [`Comm::unchecked`] handle it is `MPI_Barrier`.
+    ///
+    /// ```no_run
+    /// # let universe = spmd::init()?; let world = universe.world();
+    /// world.barrier()?;
+    /// # Ok::<(), spmd::Error>(())
+    /// ```
     ///
     /// # Errors
     /// [`ErrorKind::Mpi`] if MPI fails.
     pub fn barrier(&self) -> Result<()> {
-        crate::request::run_collective("barrier", |nb| self.inner.raw.barrier(nb))
+        crate::request::run_collective("barrier", self.checked, |nb| self.inner.raw.barrier(nb))
     }
 
     /// Ends every process of the job (not only of this communicator: Open MPI and MPICH abort the whole job)

@@ -31,9 +31,9 @@ impl<'u> Comm<'u> {
         let op = "broadcast_buf";
         self.check_root(op, root)?;
         let v = buf.view_mut();
-        self.agree(op, "buffer lengths", v.len, None)?;
+        let nb = self.agree(op, "buffer lengths", v.len, None)?;
         let d = Desc::of_mut(&v)?;
-        request::run_collective(op, |nb| self.inner.raw.bcast(&d, root as i32, nb))
+        request::run_collective(op, nb, |nb| self.inner.raw.bcast(&d, root as i32, nb))
     }
 
     /// The one driver of the block collectives: checks the shapes, agrees on the block length `n`, and makes the
@@ -126,7 +126,7 @@ impl<'u> Comm<'u> {
                 (n, local)
             }
         };
-        self.agree(op, "block lengths", n, local)?;
+        let nb = self.agree(op, "block lengths", n, local)?;
         // The side with `size` blocks is described as its first block (a derived datatype beyond `int` elements,
         // whose extent is the whole block); the other side as the whole buffer.
         let sd = match send {
@@ -145,7 +145,7 @@ impl<'u> Comm<'u> {
         } else {
             sd
         };
-        request::run_collective(op, |nb| {
+        request::run_collective(op, nb, |nb| {
             self.inner.raw.blocks(kind, sd.as_ref(), rd.as_ref(), root as i32, nb)
         })
     }

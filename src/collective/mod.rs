@@ -191,26 +191,28 @@ impl<'u> Comm<'u> {
     }
 
     /// Agrees across ranks that every rank passed the same `n` and that no rank's local check failed (one small
-    /// all-reduce, skipped on unchecked handles). On disagreement every rank returns an error.
-    pub(crate) fn agree(&self, op: &str, what: &str, n: usize, local: Local) -> Result<()> {
+    /// non-blocking all-reduce, skipped on unchecked handles). On disagreement every rank returns an error.
+    /// Returns whether the data phase must be non-blocking (some rank has receives pending), the same on every
+    /// rank.
+    pub(crate) fn agree(&self, op: &str, what: &str, n: usize, local: Local) -> Result<bool> {
         if !self.checked {
             return match local {
-                None => Ok(()),
+                None => Ok(false),
                 Some(e) => Err(e),
             };
         }
         let n64 = i64::try_from(n).unwrap_or(i64::MAX);
-        let mine = [n64, -n64, local.is_some() as i64];
-        let mut out = [0i64; 3];
+        let mine = [n64, -n64, local.is_some() as i64, request::engine::busy() as i64];
+        let mut out = [0i64; 4];
         {
             let (sd, rd) = (Desc::of(&mine.view())?, Desc::of_mut(&out.view_mut())?);
-            request::run_collective(op, |nb| {
+            request::run_collective(op, true, |nb| {
                 self.inner
                     .raw
                     .allreduce_like(ScanKind::All, Some(&sd), &rd, RawOp::Max, nb)
             })?;
         }
-        let (max, min, bad) = (out[0], -out[1], out[2]);
+        let (max, min, bad, busy) = (out[0], -out[1], out[2], out[3] != 0);
         if let Some(e) = local {
             return Err(e);
         }
@@ -226,7 +228,7 @@ impl<'u> Comm<'u> {
                 format!("{op}: another rank passed a buffer of the wrong size (see its error)"),
             );
         }
-        Ok(())
+        Ok(busy)
     }
 }
 

@@ -29,7 +29,7 @@ impl<'u> Comm<'u> {
     /// Broadcasts encoded bytes from `root` (lengths first).
     fn bcast_bytes(&self, op: &str, root: usize, mine: Option<Vec<u8>>) -> Result<Vec<u8>> {
         self.check_root(op, root)?;
-        let raw = self.agreed();
+        let raw = self;
         let mut len = mine.as_ref().map_or(0, |b| b.len() as u64);
         raw.broadcast_buf(root, &mut len)?;
         let mut bytes = match mine {
@@ -100,7 +100,7 @@ impl<'u> Comm<'u> {
             Ok(b) => (b, None),
             Err(e) => (codec::error_packet_of(&e), Some(e)),
         };
-        let lens = self.agreed().all_gather_buf_vec(&(mine.len() as u64))?;
+        let lens = self.all_gather_buf_vec(&(mine.len() as u64))?;
         let counts: Vec<usize> = lens.iter().map(|&l| l as usize).collect();
         if self.rank() != root {
             self.gather_varcount_buf_to(root, &mine[..])?;
@@ -164,7 +164,7 @@ impl<'u> Comm<'u> {
         let mut lens: Vec<u64> = parts
             .as_ref()
             .map_or(vec![0; p], |v| v.iter().map(|b| b.len() as u64).collect());
-        self.agreed().broadcast_buf(root, &mut lens[..])?;
+        self.broadcast_buf(root, &mut lens[..])?;
         let mut mine = crate::sys::memory::byte_vec(lens[self.rank()] as usize);
         match &parts {
             Some(v) => {
@@ -202,7 +202,7 @@ impl<'u> Comm<'u> {
             Ok(b) => (b, None),
             Err(e) => (codec::error_packet_of(&e), Some(e)),
         };
-        let lens = self.agreed().all_gather_buf_vec(&(mine.len() as u64))?;
+        let lens = self.all_gather_buf_vec(&(mine.len() as u64))?;
         let counts: Vec<usize> = lens.iter().map(|&l| l as usize).collect();
         let mut all = crate::sys::memory::byte_vec(counts.iter().sum());
         self.all_gather_varcount_buf(&mine[..], &mut all[..], &counts)?;
@@ -248,7 +248,7 @@ impl<'u> Comm<'u> {
         };
         let send_lens: Vec<u64> = parts.iter().map(|b| b.len() as u64).collect();
         let mut recv_lens = vec![0u64; p];
-        self.agreed().all_to_all_buf(&send_lens[..], &mut recv_lens[..])?;
+        self.all_to_all_buf(&send_lens[..], &mut recv_lens[..])?;
         let send_counts: Vec<usize> = send_lens.iter().map(|&l| l as usize).collect();
         let recv_counts: Vec<usize> = recv_lens.iter().map(|&l| l as usize).collect();
         let all_send: Vec<u8> = parts.concat();

@@ -52,14 +52,14 @@ impl<'u> Comm<'u> {
                 Some(_) => None,
             }
         };
-        self.agree(name, "buffer lengths", n, local)?;
+        let nb = self.agree(name, "buffer lengths", n, local)?;
         let recv = if needs_recv { recv } else { None };
         let mut off = 0;
         loop {
             let len = (n - off).min(REDUCE_CHUNK);
             let sd = send.map(|s| Desc::block_of(s, off, len)).transpose()?;
             let rd = recv.map(|r| Desc::block(r, off, len)).transpose()?;
-            request::run_collective(name, |nb| match shape {
+            request::run_collective(name, nb, |nb| match shape {
                 Shape::Reduce(root) => self
                     .inner
                     .raw
@@ -372,13 +372,13 @@ impl<'u> Comm<'u> {
         let fingerprint = counts.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &c| {
             (h ^ c as u64).wrapping_mul(0x0100_0000_01b3)
         }) >> 2;
-        self.agree(name, "counts", fingerprint as usize, local)?;
+        let nb = self.agree(name, "counts", fingerprint as usize, local)?;
         let ints: Option<Vec<i32>> = counts.iter().map(|&c| i32::try_from(c).ok()).collect();
         match ints {
             Some(ints) if counts.iter().sum::<usize>() <= i32::MAX as usize => {
                 let sd = Desc::of(&sv)?;
                 let rd = Desc::of_mut(&rv)?;
-                request::run_collective(name, |nb| {
+                request::run_collective(name, nb, |nb| {
                     if block {
                         self.inner.raw.reduce_scatter_block(&sd, &rd, op.raw(), nb)
                     } else {
@@ -399,7 +399,7 @@ impl<'u> Comm<'u> {
                         } else {
                             None
                         };
-                        request::run_collective(name, |nb| {
+                        request::run_collective(name, nb, |nb| {
                             self.inner.raw.reduce(Some(&sd), rd.as_ref(), op.raw(), r as i32, nb)
                         })?;
                         o += len;

@@ -5,21 +5,28 @@
 //! wrong receives into scratch memory of the right size and returns [`ErrorKind::SizeMismatch`], and its buffer is
 //! never overrun. The same exchange carries two flags: a local error (every rank then fails without moving data)
 //! and "some count or offset exceeds `int`", which sends every rank to the large-count path (`MPI_Alltoallw` with
-//! one datatype per block) together.
+//! one datatype per block) together. A third flag says a rank has receives pending, which makes every rank use
+//! the non-blocking form of the data call (see [`crate::collective`]).
 
 use super::{not_contiguous, size_error};
 use crate::buffer::{Buffer, BufferMut, View, ViewMut, ViewSource, ViewSourceMut};
 use crate::comm::Comm;
 use crate::error::{Error, ErrorKind, Result, fail};
 use crate::request;
-use crate::sys::Desc;
-use crate::sys::coll::{BlockKind, VArgs, VKind, int_layout};
+use crate::sys::coll::{BlockKind, ScanKind, VArgs, VKind, int_layout};
 use crate::sys::datatype::VBase;
+use crate::sys::{Desc, RawOp};
 
 /// Flag bits in the exchanged counts.
 const BAD: u64 = 1 << 63;
 const BIG: u64 = 1 << 62;
-const COUNT: u64 = BIG - 1;
+const BUSY: u64 = 1 << 61;
+const COUNT: u64 = BUSY - 1;
+
+/// This rank's busy flag.
+fn busy() -> u64 {
+    if request::engine::busy() { BUSY } else { 0 }
+}
 
 fn prefix(counts: &[usize]) -> Vec<usize> {
     let mut off = 0;
@@ -65,7 +72,7 @@ impl<'u> Comm<'u> {
         } else {
             sd
         };
-        request::run_collective(op, |nb| self.inner.raw.blocks(kind, Some(&sd1), Some(&rd), 0, nb))?;
+        request::run_collective(op, true, |nb| self.inner.raw.blocks(kind, Some(&sd1), Some(&rd), 0, nb))?;
         Ok(out)
     }
 
@@ -84,12 +91,8 @@ impl<'u> Comm<'u> {
     }
 
     /// The large-count path: every block a datatype of its own in one `MPI_Alltoallw`.
-    fn alltoallw_blocks(&self, op: &str, send: &[Option<Desc>], recv: &[Option<Desc>]) -> Result<()> {
-        let (req, args) = self
-            .inner
-            .raw
-            .alltoallw(send, recv, crate::request::engine::busy())
-            .map_err(|c| c.error(op))?;
+    fn alltoallw_blocks(&self, op: &str, nb: bool, send: &[Option<Desc>], recv: &[Option<Desc>]) -> Result<()> {
+        let (req, args) = self.inner.raw.alltoallw(send, recv, nb).map_err(|c| c.error(op))?;
         if let Some(req) = req {
             request::wait_raw(req, op)?;
         }
@@ -150,10 +153,16 @@ impl<'u> Comm<'u> {
                 _ => {}
             }
         }
+        let mut nb = false;
         let actual: Vec<usize> = if self.checked {
-            let flag = if local.is_some() { BAD } else { 0 } | if sv.len as u64 > COUNT { BAD } else { 0 };
+            let flag = if local.is_some() || sv.len as u64 > COUNT {
+                BAD
+            } else {
+                0
+            } | busy();
             let got = self.exchange(op, BlockKind::Allgather, &[sv.len as u64 | flag])?;
             self.flags_error(op, &got, local)?;
+            nb = got.iter().any(|g| g & BUSY != 0);
             got.iter().map(|&g| (g & COUNT) as usize).collect()
         } else {
             if let Some(e) = local {
@@ -195,7 +204,7 @@ impl<'u> Comm<'u> {
             }
             let sb = VBase::of(&sv)?;
             let rb = rv.as_ref().map(VBase::of_mut).transpose()?;
-            let r = request::run_collective(op, |nb| {
+            let r = request::run_collective(op, nb, |nb| {
                 self.inner
                     .raw
                     .vector(VKind::Gatherv, Some(&sb), rb.as_ref(), &args, root as i32, nb)
@@ -211,7 +220,7 @@ impl<'u> Comm<'u> {
                     recvs[r] = Some(Desc::block(rv, o, c)?);
                 }
             }
-            self.alltoallw_blocks(op, &sends, &recvs)?;
+            self.alltoallw_blocks(op, nb, &sends, &recvs)?;
             drop(scratch);
         }
         match mismatch {
@@ -291,21 +300,30 @@ impl<'u> Comm<'u> {
         if !rv.is_contiguous() {
             return Err(not_contiguous(op, "receive buffer"));
         }
-        // The root's counts reach every rank, with a flag if the root's arguments are unusable.
+        // The root's counts reach every rank (a non-blocking all-reduce with MAX: the others contribute zeros),
+        // with two more entries: whether some rank's arguments are unusable, whether some rank is busy.
+        let mut nb = false;
         let counts: Vec<usize> = if self.checked {
             let mut v: Vec<u64> = match (&send, &local) {
-                (Some((_, c)), None) if me == root => c.iter().map(|&c| c as u64).collect(),
+                (Some((_, c)), None) if me == root => c.iter().map(|&c| (c as u64).min(COUNT)).collect(),
                 _ => vec![0; p],
             };
-            if me == root && local.is_some() {
-                v.iter_mut().for_each(|x| *x |= BAD);
-            }
+            v.push(local.is_some() as u64);
+            v.push((busy() != 0) as u64);
+            let mut out = vec![0u64; p + 2];
             {
-                let d = Desc::of_mut(&v.view_mut())?;
-                request::run_collective(op, |nb| self.inner.raw.bcast(&d, root as i32, nb))?;
+                let (sd, rd) = (Desc::of(&v.view())?, Desc::of_mut(&out.view_mut())?);
+                request::run_collective(op, true, |nb| {
+                    self.inner
+                        .raw
+                        .allreduce_like(ScanKind::All, Some(&sd), &rd, RawOp::Max, nb)
+                })?;
             }
-            self.flags_error(op, &v, local)?;
-            v.iter().map(|&x| (x & COUNT) as usize).collect()
+            if out[p] != 0 {
+                self.flags_error(op, &[BAD], local)?;
+            }
+            nb = out[p + 1] != 0;
+            out[..p].iter().map(|&x| x as usize).collect()
         } else {
             if let Some(e) = local {
                 return Err(e);
@@ -342,7 +360,7 @@ impl<'u> Comm<'u> {
                 _ => None,
             };
             let rb = VBase::of_mut(&rv)?;
-            request::run_collective(op, |nb| {
+            request::run_collective(op, nb, |nb| {
                 self.inner
                     .raw
                     .vector(VKind::Scatterv, sb.as_ref(), Some(&rb), &args, root as i32, nb)
@@ -358,7 +376,7 @@ impl<'u> Comm<'u> {
             }
             let mut recvs: Vec<Option<Desc>> = (0..p).map(|_| None).collect();
             recvs[root] = Some(Desc::of_mut(&rv)?);
-            self.alltoallw_blocks(op, &sends, &recvs)?;
+            self.alltoallw_blocks(op, nb, &sends, &recvs)?;
         }
         drop(scratch);
         match mismatch {
@@ -427,14 +445,17 @@ impl<'u> Comm<'u> {
         } else {
             None
         };
+        let mut nb = false;
         let actual: Vec<usize> = if self.checked {
-            let flag = if local.is_some() || sv.len as u64 > COUNT {
-                BAD
-            } else {
-                0
-            };
+            let flag = busy()
+                | if local.is_some() || sv.len as u64 > COUNT {
+                    BAD
+                } else {
+                    0
+                };
             let got = self.exchange(op, BlockKind::Allgather, &[sv.len as u64 | flag])?;
             self.flags_error(op, &got, local)?;
+            nb = got.iter().any(|g| g & BUSY != 0);
             got.iter().map(|&g| (g & COUNT) as usize).collect()
         } else {
             if let Some(e) = local {
@@ -459,7 +480,7 @@ impl<'u> Comm<'u> {
         if !big(&actual) {
             let args = int_args(None, Some(&actual));
             let (sb, rb) = (VBase::of(&sv)?, VBase::of_mut(&rv)?);
-            request::run_collective(op, |nb| {
+            request::run_collective(op, nb, |nb| {
                 self.inner
                     .raw
                     .vector(VKind::Allgatherv, Some(&sb), Some(&rb), &args, 0, nb)
@@ -475,7 +496,7 @@ impl<'u> Comm<'u> {
             for (&c, &o) in actual.iter().zip(prefix(&actual).iter()) {
                 recvs.push(Some(Desc::block(&rv, o, c)?));
             }
-            self.alltoallw_blocks(op, &sends, &recvs)?;
+            self.alltoallw_blocks(op, nb, &sends, &recvs)?;
         }
         drop(scratch);
         match mismatch {
@@ -542,21 +563,25 @@ impl<'u> Comm<'u> {
         } else {
             None
         };
+        let mut nb = false;
         let (actual, is_big) = if self.checked {
-            let flag = if local.is_some() || send_counts.iter().any(|&c| c as u64 > COUNT) {
-                BAD
-            } else {
-                0
-            } | if local.is_none() && (big(send_counts) || big(recv_counts)) {
-                BIG
-            } else {
-                0
-            };
+            let flag = busy()
+                | if local.is_some() || send_counts.iter().any(|&c| c as u64 > COUNT) {
+                    BAD
+                } else {
+                    0
+                }
+                | if local.is_none() && (big(send_counts) || big(recv_counts)) {
+                    BIG
+                } else {
+                    0
+                };
             let mine: Vec<u64> = (0..p)
                 .map(|r| send_counts.get(r).map_or(0, |&c| c as u64) | flag)
                 .collect();
             let got = self.exchange(op, BlockKind::Alltoall, &mine)?;
             self.flags_error(op, &got, local)?;
+            nb = got.iter().any(|g| g & BUSY != 0);
             (
                 got.iter().map(|&g| (g & COUNT) as usize).collect::<Vec<_>>(),
                 got.iter().any(|g| g & BIG != 0),
@@ -590,7 +615,7 @@ impl<'u> Comm<'u> {
         if !is_big && !big(&actual) {
             let args = int_args(Some(send_counts), Some(&actual));
             let (sb, rb) = (VBase::of(&sv)?, VBase::of_mut(&rv)?);
-            request::run_collective(op, |nb| {
+            request::run_collective(op, nb, |nb| {
                 self.inner
                     .raw
                     .vector(VKind::Alltoallv, Some(&sb), Some(&rb), &args, 0, nb)
@@ -604,7 +629,7 @@ impl<'u> Comm<'u> {
             for (&c, &o) in actual.iter().zip(prefix(&actual).iter()) {
                 recvs.push(Some(Desc::block(&rv, o, c)?));
             }
-            self.alltoallw_blocks(op, &sends, &recvs)?;
+            self.alltoallw_blocks(op, nb, &sends, &recvs)?;
         }
         drop(scratch);
         match mismatch {

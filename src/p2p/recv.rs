@@ -31,7 +31,7 @@ pub(crate) fn probe_message(inner: &CommInner, op: &str, s: i32, t: i32) -> Resu
             return Ok(m);
         }
         spins = spins.wrapping_add(1);
-        if spins.is_multiple_of(256) {
+        if spins.is_multiple_of(16) {
             std::thread::yield_now();
         }
     }

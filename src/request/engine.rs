@@ -247,6 +247,9 @@ fn progress_locked(reg: &mut Registry) {
 
 /// One step of an entry.
 fn advance(e: &mut Entry) {
+    if matches!(e.state, State::Done(_)) {
+        return;
+    }
     let state = std::mem::replace(&mut e.state, State::Probing);
     e.state = match step(e, state) {
         Ok(s) => s,
@@ -428,7 +431,7 @@ pub(crate) fn wait(id: Id) -> Result<Outcome> {
     let mut spins = 0u32;
     while !is_done(id) {
         spins = spins.wrapping_add(1);
-        if spins.is_multiple_of(256) {
+        if spins.is_multiple_of(16) {
             std::thread::yield_now();
         }
     }

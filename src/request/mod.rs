@@ -78,16 +78,18 @@ fn wait_raw_ref(req: &mut RawRequest, what: &str) -> Result<RawStatus> {
         }
         engine::progress();
         spins = spins.wrapping_add(1);
-        if spins.is_multiple_of(256) {
+        if spins.is_multiple_of(16) {
             std::thread::yield_now();
         }
     }
 }
 
-/// Runs a collective: the blocking MPI call when no receive is pending, else its non-blocking form completed by
-/// a test loop that keeps pending receives moving.
-pub(crate) fn run_collective(op: &str, start: impl FnOnce(bool) -> Started) -> Result<()> {
-    if !engine::busy() {
+/// Runs a collective: the blocking MPI call (`nb` false), or its non-blocking form completed by a test loop that
+/// keeps pending receives moving (`nb` true). All ranks must choose the same form: MPI never matches a blocking
+/// collective with a non-blocking one. Checked collectives let the size agreement choose (non-blocking as soon as
+/// any rank has receives pending, see [`crate::collective`]).
+pub(crate) fn run_collective(op: &str, nb: bool, start: impl FnOnce(bool) -> Started) -> Result<()> {
+    if !nb {
         return start(false).map(|_| ()).map_err(|c| c.error(op));
     }
     match start(true).map_err(|c| c.error(op))? {
@@ -141,7 +143,7 @@ fn spin_until(mut done: impl FnMut() -> Result<bool>) -> Result<()> {
             return Ok(());
         }
         spins = spins.wrapping_add(1);
-        if spins.is_multiple_of(256) {
+        if spins.is_multiple_of(16) {
             std::thread::yield_now();
         }
     }

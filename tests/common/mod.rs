@@ -355,7 +355,12 @@ fn variants(c: &Case) -> &'static [&'static str] {
 
 /// Runs as a child rank: initialises spmd and runs the cases named in `SPMD_TEST_CASES` (or all ordinary ones).
 fn child(cases: &[Case]) -> ! {
-    let universe = match spmd::init() {
+    // `SPMD_TEST_LEVEL=multiple` starts MPI at MPI_THREAD_MULTIPLE (the threads cases).
+    let level = match std::env::var("SPMD_TEST_LEVEL").as_deref() {
+        Ok("multiple") => spmd::ThreadLevel::Multiple,
+        _ => spmd::ThreadLevel::Single,
+    };
+    let universe = match spmd::init_thread(level) {
         Ok(u) => u,
         Err(e) => {
             eprintln!("spmd-test: init failed: {e}");
@@ -488,12 +493,25 @@ pub fn main_with_sizes(cases: &[Case], sizes: &[usize], extra: Vec<libtest_mimic
 
 /// Runs one special case at `np` ranks with a timeout.
 pub fn run_special(np: usize, name: &str, timeout: Duration) -> Outcome {
+    special_job(np, name).timeout(timeout).run()
+}
+
+/// The job that runs the named cases (comma-separated) at `np` ranks; add settings before running it.
+pub fn special_job(np: usize, names: &str) -> Job {
     let exe = std::env::current_exe().expect("test binary");
     mpirun(np, exe)
         .env("SPMD_TEST_CHILD", "1")
-        .env("SPMD_TEST_CASES", name)
-        .timeout(timeout)
-        .run()
+        .env("SPMD_TEST_CASES", names)
+}
+
+/// Whether the launcher is Open MPI's (whose `--mca` settings the tests may use).
+pub fn open_mpi_launcher() -> bool {
+    let mpirun = std::env::var("SPMD_MPIRUN").unwrap_or_else(|_| "mpirun".into());
+    Command::new(&mpirun)
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("Open MPI"))
+        .unwrap_or(false)
 }
 
 /// Checks a condition in a case, with a message naming the rank.

@@ -1,3 +1,5 @@
-//! Test cases shared by several test binaries.
+//! Test cases shared by several test binaries (each binary uses some of them).
+#![allow(dead_code)]
 
 pub mod messaging;
+pub mod safety;
