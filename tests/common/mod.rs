@@ -14,7 +14,7 @@ use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use spmd::Comm;
@@ -114,6 +114,8 @@ pub struct Job {
     pub mpirun_args: Vec<String>,
     pub timeout: Duration,
     pub launcher: Launcher,
+    /// Further programs of an MPMD job (local launcher only): rank count, program, arguments.
+    pub more: Vec<(usize, PathBuf, Vec<String>)>,
 }
 
 impl Job {
@@ -126,6 +128,7 @@ impl Job {
             mpirun_args: Vec::new(),
             timeout: Duration::from_secs(default_timeout()),
             launcher: Launcher::Local,
+            more: Vec::new(),
         }
     }
 
@@ -140,10 +143,13 @@ impl Job {
         let mut cmd = match self.launcher {
             Launcher::Local => {
                 let mpirun = std::env::var("SPMD_MPIRUN").unwrap_or_else(|_| "mpirun".into());
-                let mut c = Command::new(mpirun);
+                let mut c = Command::new(&mpirun);
                 c.arg("-n").arg(self.np.to_string());
-                // Running more ranks than cores needs --oversubscribe; idle ranks then yield the CPU.
-                c.args(["--oversubscribe", "--mca", "mpi_yield_when_idle", "1"]);
+                // Running more ranks than cores needs --oversubscribe under Open MPI; idle ranks then yield the
+                // CPU. MPICH's Hydra needs neither and rejects both.
+                if is_open_mpi(&mpirun) {
+                    c.args(["--oversubscribe", "--mca", "mpi_yield_when_idle", "1"]);
+                }
                 c.args(&self.mpirun_args);
                 c
             }
@@ -161,6 +167,9 @@ impl Job {
             }
         };
         cmd.arg(&self.program).args(&self.args);
+        for (np, program, args) in &self.more {
+            cmd.arg(":").arg("-n").arg(np.to_string()).arg(program).args(args);
+        }
         // mpirun refuses to run as root without these; they are harmless for other users.
         cmd.env("OMPI_ALLOW_RUN_AS_ROOT", "1")
             .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
@@ -174,6 +183,19 @@ impl Job {
 
     pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Job {
         self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Adds a program to the job (MPMD, `mpirun -n N a : -n M b`): its `np` ranks follow the ranks added before
+    /// in the one `MPI_COMM_WORLD`, and the `MPI_APPNUM` attribute tells the programs apart.
+    pub fn then<I: IntoIterator<Item = S>, S: Into<String>>(
+        mut self,
+        np: usize,
+        program: impl Into<PathBuf>,
+        args: I,
+    ) -> Job {
+        self.more
+            .push((np, program.into(), args.into_iter().map(Into::into).collect()));
         self
     }
 
@@ -242,6 +264,18 @@ impl Job {
             stderr: t_err.join().unwrap_or_default(),
         }
     }
+}
+
+/// Whether `mpirun` is Open MPI's rather than MPICH's Hydra (`--version` says `HYDRA`); asked once.
+pub fn is_open_mpi(mpirun: &str) -> bool {
+    static OPEN_MPI: OnceLock<bool> = OnceLock::new();
+    *OPEN_MPI.get_or_init(|| {
+        Command::new(mpirun)
+            .arg("--version")
+            .output()
+            .map(|o| !String::from_utf8_lossy(&o.stdout).contains("HYDRA"))
+            .unwrap_or(true)
+    })
 }
 
 /// Ends what is left of the process group the harness started (mpirun and its ranks): TERM, then KILL.
