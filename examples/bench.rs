@@ -25,6 +25,11 @@
 //! `examples/bench_tools/run.sh` runs this program and the baseline alternately and compares them, over all
 //! rounds and over the rounds where both ran on the same vCPU placement.
 //!
+//! Settings: `BENCH_UNCHECKED=1` runs the collectives on `unsafe { world.unchecked() }`, the bare MPI calls
+//! without spmd's size agreement (compare the two runs to see what the agreement costs); `BENCH_HUGE=1` allocates
+//! the buffers with [`spmd::buffer::huge_vec`] (transparent huge pages, as numpy gives large arrays) instead of
+//! plain page-aligned `Vec`s.
+//!
 //! `bench overhead` measures the layer's own cost where placement cannot interfere: in one process, it alternates
 //! blocks of the same operation through spmd and straight through rsmpi (MPI calls with nothing around them),
 //! and prints the median of each and their ratio over 15 alternations.
@@ -311,9 +316,14 @@ struct Field {
 fn main() -> spmd::Result<()> {
     let what = std::env::args().nth(1).unwrap_or_else(|| "all".into());
     let universe = spmd::init()?;
-    let world = universe.world();
-    let (rank, np) = (world.rank(), world.size());
     let env_num = |k: &str, d: f64| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
+    let world = if env_num("BENCH_UNCHECKED", 0.0) != 0.0 {
+        // SAFETY: every rank passes the same sizes to every collective below.
+        unsafe { universe.world().unchecked() }
+    } else {
+        universe.world()
+    };
+    let (rank, np) = (world.rank(), world.size());
     let reps = env_num("BENCH_REPS", 5.0) as usize;
     let b = Bench {
         comm: &world,
@@ -324,13 +334,25 @@ fn main() -> spmd::Result<()> {
         let lib = universe.library_version();
         let lib = lib.split([',', '\n']).next().unwrap_or("");
         println!(
-            "# impl=spmd np={np} reps={} target_ms={:.0} mpi=\"{lib}\"",
+            "# impl=spmd np={np} reps={} target_ms={:.0} mpi=\"{lib}\" checked={} huge={}",
             b.reps,
-            b.target * 1e3
+            b.target * 1e3,
+            env_num("BENCH_UNCHECKED", 0.0) == 0.0,
+            env_num("BENCH_HUGE", 0.0) != 0.0
         );
     }
-    let mut sraw = vec![1u8; MAXBUF + 4096];
-    let mut rraw = vec![0u8; MAXBUF + 4096];
+    let huge = env_num("BENCH_HUGE", 0.0) != 0.0;
+    let alloc = |fill: u8| -> Vec<u8> {
+        let mut v = if huge {
+            spmd::buffer::huge_vec(MAXBUF + 4096)
+        } else {
+            vec![0u8; MAXBUF + 4096]
+        };
+        v.fill(fill);
+        v
+    };
+    let mut sraw = alloc(1);
+    let mut rraw = alloc(0);
     let sbuf = aligned(&mut sraw, MAXBUF);
     let rbuf = aligned(&mut rraw, MAXBUF);
     let mut sizes: Vec<usize> = std::iter::successors(Some(8usize), |s| Some(s * 4))

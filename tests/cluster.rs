@@ -134,12 +134,18 @@ fn sim(np: usize, program: impl Into<std::path::PathBuf>) -> Job {
 
 /// A trial that is skipped, with the reason shown, where the simulated cluster cannot run.
 fn cluster_trial(name: &str, f: impl FnOnce() -> Result<(), Failed> + Send + 'static) -> Trial {
-    Trial::ignorable_test(format!("cluster::{name}"), move || match unavailable() {
-        Some(why) => {
-            println!("skipped: {why}");
-            Ok(Completion::Ignored { reason: Some(why) })
+    Trial::ignorable_test(format!("cluster::{name}"), move || {
+        match unavailable().or_else(|| {
+            // The simulated cluster starts its daemons through Open MPI's launcher agent option.
+            (!common::open_mpi_launcher())
+                .then(|| "the simulated cluster runs under Open MPI's mpirun only".to_string())
+        }) {
+            Some(why) => {
+                println!("skipped: {why}");
+                Ok(Completion::Ignored { reason: Some(why) })
+            }
+            None => f().map(|_| Completion::Completed),
         }
-        None => f().map(|_| Completion::Completed),
     })
 }
 

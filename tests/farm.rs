@@ -342,7 +342,8 @@ fn private_messages(comm: &Comm) -> spmd::Result<()> {
     let farm = Farm::new(comm)?
         .schedule(Schedule::Dynamic { chunk: 1 })
         .progress(false);
-    comm.send_obj(0, 9, &format!("user {}", comm.rank()))?;
+    // Non-blocking: a blocking send to the own rank before its receive may wait forever (MPICH over UCX does).
+    let sent = comm.isend_obj(0, 9, &format!("user {}", comm.rank()))?;
     farm.map(Tasks::range(20), |&i| i)?;
     if comm.rank() == 0 {
         let mut got: Vec<String> = Vec::new();
@@ -357,6 +358,7 @@ fn private_messages(comm: &Comm) -> spmd::Result<()> {
         }
         check!(comm, got.len() == comm.size(), "got {got:?}");
     }
+    spmd::request::Completion::wait(sent)?;
     comm.barrier()
 }
 

@@ -45,13 +45,14 @@ fn dup_and_split(comm: &Comm) -> spmd::Result<()> {
         d.size()
     );
     // A message on the duplicate is invisible on the original.
-    d.send_obj(r, 9, &r)?;
+    let sent = d.isend_obj(r, 9, &r)?;
     check!(
         comm,
         comm.iprobe(r, 9)?.is_none(),
         "a message on the duplicate matched the original"
     );
     let (v, _): (usize, _) = d.recv_obj(r, 9)?;
+    spmd::request::Completion::wait(sent)?;
     check!(comm, v == r, "self-message on the duplicate returned {v}");
     // Split by parity, ranks reversed within each half.
     let s = comm
@@ -293,9 +294,54 @@ fn main_err(rank: usize) -> spmd::Result<()> {
     Ok(())
 }
 
+/// `main` in which rsmpi starts MPI and spmd adopts it (`SPMD_TEST_ADOPT=1`): spmd works on it, converts
+/// communicators both ways, and leaves MPI running for rsmpi to finalise.
+fn main_adopt() -> spmd::Result<()> {
+    use mpi::traits::Communicator;
+    let rsmpi_universe = mpi::initialize().expect("rsmpi starts MPI");
+    {
+        let universe = spmd::init()?;
+        let world = universe.world();
+        let p = world.size();
+        let ok = universe.adopted()
+            && world.all_reduce_scalar(1u32, spmd::Op::Sum)? as usize == p
+            && world.all_gather_obj(&world.rank())? == (0..p).collect::<Vec<_>>();
+        let rs = world.to_rsmpi()?;
+        let back = Comm::from_rsmpi(&universe, &rs)?;
+        let ok = ok && rs.size() as usize == p && back.all_reduce_scalar(2u64, spmd::Op::Sum)? == 2 * p as u64;
+        drop(back);
+        drop(rs);
+        if !ok {
+            return Err(spmd::Error::new(ErrorKind::Other, "adopted MPI misbehaved"));
+        }
+    }
+    // spmd is gone, MPI is still running: rsmpi's world works, and spmd can adopt it again.
+    let n = rsmpi_universe.world().size();
+    let again = spmd::init()?;
+    let ok = again.adopted() && again.world().size() as i32 == n;
+    drop(again);
+    println!("ADOPT {} {ok}", rsmpi_universe.world().rank());
+    Ok(())
+}
+
+fn adoption() -> Result<(), libtest_mimic::Failed> {
+    let exe = std::env::current_exe().expect("test binary");
+    let out = common::mpirun(2, exe)
+        .env("SPMD_TEST_ADOPT", "1")
+        .timeout(Duration::from_secs(30))
+        .run();
+    if !out.success() || !out.stdout.contains("ADOPT 0 true") || !out.stdout.contains("ADOPT 1 true") {
+        return Err(format!("adopting an MPI started by rsmpi failed\n{}", out.describe()).into());
+    }
+    Ok(())
+}
+
 fn main() -> spmd::Result<()> {
     if let Some(r) = std::env::var("SPMD_TEST_MAIN_ERR").ok().and_then(|v| v.parse().ok()) {
         return main_err(r);
+    }
+    if std::env::var_os("SPMD_TEST_ADOPT").is_some() {
+        return main_adopt();
     }
     common::main(
         CASES,
@@ -307,6 +353,7 @@ fn main() -> spmd::Result<()> {
                 err_from_main_on_rank3_ends_job,
             ),
             Trial::test("failure::deadlock_is_a_timeout", deadlock_is_a_timeout),
+            Trial::test("adoption::mpi_started_by_rsmpi", adoption),
         ],
     );
     Ok(())

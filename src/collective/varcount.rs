@@ -7,6 +7,8 @@
 //! and "some count or offset exceeds `int`", which sends every rank to the large-count path (`MPI_Alltoallw` with
 //! one datatype per block) together. A third flag says a rank has receives pending, which makes every rank use
 //! the non-blocking form of the data call (see [`crate::collective`]).
+//!
+//! (One file for the four calls: they share the count exchange, its flags and the large-count path.)
 
 use super::{not_contiguous, size_error};
 use crate::buffer::{Buffer, BufferMut, View, ViewMut, ViewSource, ViewSourceMut};

@@ -40,7 +40,7 @@
 //!   themselves.
 //! - Statistics per rank and the load imbalance ([`FarmStats`]); a progress bar on the root when stderr is a
 //!   terminal.
-//! - Failure: a task that panics ends the job through the failure policy (see [`crate::env`]), the line naming
+//! - Failure: a task that panics ends the job through the failure policy (see [`crate::runtime`]), the line naming
 //!   the rank and the task index (`spmd: rank 2 (task 17 of a farm) panicked at ...`).
 //!
 //! The farm's messages travel on a private duplicate of the communicator, made once per [`Farm`], so they never
@@ -50,6 +50,9 @@
 //! Not covered yet: tasks that create more tasks, futures-style submission of single tasks, a shared counter
 //! through one-sided MPI (every rank dealing for itself), retrying failed tasks, and several farms interleaved on
 //! one rank. The example `examples/mandelbrot.rs` compares the schedules on an irregular workload.
+
+//!
+//! (This file is the farm's public API and its docs, an example per operation; the protocol is in `engine.rs`.)
 
 mod engine;
 mod schedule;

@@ -480,7 +480,11 @@ impl Drop for Universe {
             std::mem::forget(mpi_universe);
             return;
         }
-        STATE.store(STATE_FINALIZED, Ordering::SeqCst);
+        // Adopted MPI stays running for its owner, who finalises it; a later `init` may adopt it again.
+        STATE.store(
+            if self.adopted { STATE_NONE } else { STATE_FINALIZED },
+            Ordering::SeqCst,
+        );
         error::set_world_rank(None);
         drop(mpi_universe);
     }
