@@ -136,7 +136,10 @@ fn errors_name_context(comm: &Comm) -> spmd::Result<()> {
     let e = comm.send_obj(p, 3, &1u8).unwrap_err();
     check!(comm, e.kind() == ErrorKind::InvalidRank, "kind {:?}", e.kind());
     let text = e.to_string();
-    let me = std::env::var("OMPI_COMM_WORLD_RANK").unwrap_or_default();
+    // The world rank as the launcher tells it (Open MPI's or MPICH's Hydra variable).
+    let me = std::env::var("OMPI_COMM_WORLD_RANK")
+        .or_else(|_| std::env::var("PMI_RANK"))
+        .unwrap_or_default();
     check!(
         comm,
         text.contains(&format!("rank {p}")) && text.contains(&format!("size {p}")),

@@ -23,7 +23,7 @@ fn outcome(out: common::Outcome, expect: &[&str]) -> Result<(), libtest_mimic::F
 
 fn main() {
     let mut extra = Vec::new();
-    for np in [2usize, 3] {
+    for np in [2usize, 3].into_iter().filter(|&np| np <= common::max_np()) {
         extra.push(Trial::test(format!("threads::np{np}"), move || {
             let out = common::special_job(np, "threads")
                 .env("SPMD_TEST_LEVEL", "multiple")

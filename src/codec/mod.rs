@@ -589,6 +589,19 @@ mod tests {
     }
 
     #[test]
+    fn errors_name_the_callers_type() {
+        // A top-level Vec<u64> decodes through spmd's out-of-band wrapper; the error names Vec<u64>.
+        let e = encode(&(1u8, 2u8)).unwrap();
+        let err = decode::<Vec<u64>>(&e.bytes, Box::new(NoOob), &|| "t".into()).unwrap_err();
+        assert!(
+            err.message().contains("Vec<u64>") && !err.message().contains("Oob"),
+            "{err}"
+        );
+        let err = decode::<Oob<u64>>(&e.bytes, Box::new(NoOob), &|| "t".into()).unwrap_err();
+        assert!(!err.message().contains("spmd::codec::"), "{err}");
+    }
+
+    #[test]
     fn oob_outside_spmd_is_a_sequence() {
         let v = Oob::new(vec![1u32, 2, 3]);
         let bytes = bincode::serialize(&v).unwrap();

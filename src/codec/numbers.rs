@@ -27,11 +27,20 @@ pub(super) fn decode<T: DeserializeOwned>(
     macro_rules! try_one {
         ($p:ty) => {
             if typeid::of::<T>() == std::any::TypeId::of::<Vec<$p>>() {
-                return Ok(super::decode::<Oob<$p>>(bytes, source, context).map(|o| {
-                    same_type_owned::<Vec<$p>, T>(o.into_vec())
+                let r = super::decode::<Oob<$p>>(bytes, source, context);
+                return Ok(match r {
+                    Ok(o) => Ok(same_type_owned::<Vec<$p>, T>(o.into_vec())
                         .ok()
-                        .expect("T is this Vec type")
-                }));
+                        .expect("T is this Vec type")),
+                    // Errors name the type the caller asked for, not the wrapper used to decode it.
+                    Err(e) => Err(crate::error::Error::new(
+                        e.kind(),
+                        e.message().replace(
+                            &super::user_type_name::<Oob<$p>>(),
+                            &super::user_type_name::<Vec<$p>>(),
+                        ),
+                    )),
+                });
             }
         };
     }

@@ -496,7 +496,7 @@ pub fn main_with_sizes(cases: &[Case], sizes: &[usize], extra: Vec<libtest_mimic
         .collect();
     let mut trials = Vec::new();
     if !names.is_empty() {
-        for &np in sizes {
+        for &np in sizes.iter().filter(|&&np| np <= max_np()) {
             let expected = expected.clone();
             trials.push(libtest_mimic::Trial::test(format!("np{np}"), move || {
                 let exe = std::env::current_exe().expect("test binary");
@@ -523,6 +523,15 @@ pub fn main_with_sizes(cases: &[Case], sizes: &[usize], extra: Vec<libtest_mimic
     }
     trials.extend(extra);
     libtest_mimic::run(&args, trials).exit();
+}
+
+/// The largest rank count to launch: `SPMD_TEST_MAX_NP` if set (MPICH busy-polls, so jobs with more ranks than
+/// cores crawl under it), else unlimited.
+pub fn max_np() -> usize {
+    std::env::var("SPMD_TEST_MAX_NP")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(usize::MAX)
 }
 
 /// Runs one special case at `np` ranks with a timeout.
