@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
 """Compare the C baseline and spmd benchmark outputs (lines `case=.. size=.. usec=.. ... probe=a,b`).
 
-usage: bench_compare.py C.txt SPMD.txt [NEAR_US]
+usage: compare.py C.txt SPMD.txt [OTHER.txt] [NEAR_US]
 
 For each (case, size): the median over all rounds of each program and the ratio spmd/C (as
 ../shared/bench/compare.py); then the same over the rounds whose probes (8-byte ping-pong before and after the case)
 were both below NEAR_US (default 0.25 us), i.e. where the two vCPUs were placed near each other. On a machine
 whose placement changes during the run, the second table compares like with like.
+
+OTHER.txt, if given, is the output of a third program in the same format run in the same rounds (e.g.
+mpi4py_pingpong.py); its medians and the ratio spmd/OTHER are added for the cases it has (all rounds only, since
+it prints no probe).
 """
 import statistics
 import sys
@@ -27,9 +31,10 @@ def load(path, near):
     return rows, near_rows
 
 
-def table(title, a, b):
+def table(title, a, b, other=None, name="other"):
     print(title)
-    print(f"{'case':<22}{'bytes':>10}{'C usec':>11}{'spmd usec':>11}{'spmd/C':>8}{'rounds':>9}")
+    extra = f"{name + ' usec':>13}{'spmd/' + name:>13}" if other else ""
+    print(f"{'case':<22}{'bytes':>10}{'C usec':>11}{'spmd usec':>11}{'spmd/C':>8}{'rounds':>9}{extra}")
     for key in sorted(set(a) | set(b)):
         ca, cb = a.get(key), b.get(key)
         ma = statistics.median(ca) if ca else None
@@ -38,16 +43,32 @@ def table(title, a, b):
         n = f"{len(ca or [])}/{len(cb or [])}"
         fa = f"{ma:.3f}" if ma is not None else "-"
         fb = f"{mb:.3f}" if mb is not None else "-"
-        print(f"{key[0]:<22}{key[1]:>10}{fa:>11}{fb:>11}{ratio:>8}{n:>9}")
+        extra = ""
+        if other and key in other:
+            mo = statistics.median(other[key])
+            extra = f"{mo:>13.3f}{(f'{mb / mo:.2f}' if mb else '-'):>13}"
+        print(f"{key[0]:<22}{key[1]:>10}{fa:>11}{fb:>11}{ratio:>8}{n:>9}{extra}")
+
+
+def impl_name(path):
+    for line in open(path):
+        if line.startswith("# impl="):
+            return line.split()[1].split("=", 1)[1]
+    return "other"
 
 
 def main():
     if len(sys.argv) < 3:
         sys.exit(__doc__)
-    near = float(sys.argv[3]) if len(sys.argv) > 3 else 0.25
+    near, other, name = 0.25, None, "other"
+    for arg in sys.argv[3:]:
+        try:
+            near = float(arg)
+        except ValueError:
+            other, name = load(arg, near)[0], impl_name(arg)
     ca, cn = load(sys.argv[1], near)
     sa, sn = load(sys.argv[2], near)
-    table("all rounds (medians)", ca, sa)
+    table("all rounds (medians)", ca, sa, other, name)
     print()
     table(f"rounds on near placement (both probes < {near} us)", cn, sn)
 
