@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 
 use crate::codec;
 use crate::comm::Comm;
-use crate::error::{ErrorKind, Result, fail};
+use crate::error::{Error, ErrorKind, Result, fail};
 
 /// Splits `all` into consecutive pieces of the given lengths.
 fn split<'a>(all: &'a [u8], lens: &[u64]) -> Vec<&'a [u8]> {
@@ -38,6 +38,17 @@ impl<'u> Comm<'u> {
         };
         raw.broadcast_buf(root, &mut bytes[..])?;
         Ok(bytes)
+    }
+
+    /// This rank's encoded value (or an error packet, and the error, if it cannot be encoded) and every rank's
+    /// length.
+    fn encode_and_lengths<T: Serialize>(&self, value: &T) -> Result<(Vec<u8>, Option<Error>, Vec<u64>)> {
+        let (mine, err) = match codec::encode_inline(value) {
+            Ok(b) => (b, None),
+            Err(e) => (codec::error_packet_of(&e), Some(e)),
+        };
+        let lens = self.all_gather_buf_vec(&(mine.len() as u64))?;
+        Ok((mine, err, lens))
     }
 
     /// Broadcasts a value from `root` to every rank: the root passes `Some(value)`, the others `None`; every rank
@@ -96,11 +107,7 @@ impl<'u> Comm<'u> {
     pub fn gather_obj<T: Serialize + DeserializeOwned>(&self, root: usize, value: &T) -> Result<Option<Vec<T>>> {
         let op = "gather_obj";
         self.check_root(op, root)?;
-        let (mine, err) = match codec::encode_inline(value) {
-            Ok(b) => (b, None),
-            Err(e) => (codec::error_packet_of(&e), Some(e)),
-        };
-        let lens = self.all_gather_buf_vec(&(mine.len() as u64))?;
+        let (mine, err, lens) = self.encode_and_lengths(value)?;
         let counts: Vec<usize> = lens.iter().map(|&l| l as usize).collect();
         if self.rank() != root {
             self.gather_varcount_buf_to(root, &mine[..])?;
@@ -198,11 +205,7 @@ impl<'u> Comm<'u> {
     /// [`ErrorKind::Encode`] on the rank whose value cannot be serialised, a decode error naming it elsewhere.
     pub fn all_gather_obj<T: Serialize + DeserializeOwned>(&self, value: &T) -> Result<Vec<T>> {
         let op = "all_gather_obj";
-        let (mine, err) = match codec::encode_inline(value) {
-            Ok(b) => (b, None),
-            Err(e) => (codec::error_packet_of(&e), Some(e)),
-        };
-        let lens = self.all_gather_buf_vec(&(mine.len() as u64))?;
+        let (mine, err, lens) = self.encode_and_lengths(value)?;
         let counts: Vec<usize> = lens.iter().map(|&l| l as usize).collect();
         let mut all = crate::sys::memory::byte_vec(counts.iter().sum());
         self.all_gather_varcount_buf(&mine[..], &mut all[..], &counts)?;

@@ -136,24 +136,8 @@ impl<'u> Comm<'u> {
             local = Some(not_contiguous(op, "send buffer"));
         }
         if me == root {
-            match &recv {
-                None => local = Some(size_error(op, "the root must pass a receive buffer and counts".into())),
-                Some((_, c)) if c.len() != p => {
-                    local = Some(size_error(op, format!("{} counts for {p} ranks", c.len())))
-                }
-                Some((r, _)) if !r.is_contiguous() => local = Some(not_contiguous(op, "receive buffer")),
-                Some((r, c)) if sum(c) != Some(r.len) => {
-                    local = Some(size_error(
-                        op,
-                        format!(
-                            "the receive buffer holds {} elements, the counts add up to {:?}",
-                            r.len,
-                            sum(c)
-                        ),
-                    ))
-                }
-                _ => {}
-            }
+            let buf = recv.as_ref().map(|(r, c)| (r.len, r.is_contiguous(), *c));
+            local = local.or(root_side(op, "receive", buf, p));
         }
         let mut nb = false;
         let actual: Vec<usize> = if self.checked {
@@ -280,24 +264,8 @@ impl<'u> Comm<'u> {
         let rv = recv.view_mut();
         let mut local = None;
         if me == root {
-            match &send {
-                None => local = Some(size_error(op, "the root must pass a send buffer and counts".into())),
-                Some((_, c)) if c.len() != p => {
-                    local = Some(size_error(op, format!("{} counts for {p} ranks", c.len())))
-                }
-                Some((s, _)) if !s.is_contiguous() => local = Some(not_contiguous(op, "send buffer")),
-                Some((s, c)) if sum(c) != Some(s.len) => {
-                    local = Some(size_error(
-                        op,
-                        format!(
-                            "the send buffer holds {} elements, the counts add up to {:?}",
-                            s.len,
-                            sum(c)
-                        ),
-                    ))
-                }
-                _ => {}
-            }
+            let buf = send.as_ref().map(|(s, c)| (s.len, s.is_contiguous(), *c));
+            local = root_side(op, "send", buf, p);
         }
         if !rv.is_contiguous() {
             return Err(not_contiguous(op, "receive buffer"));
@@ -638,6 +606,24 @@ impl<'u> Comm<'u> {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+}
+
+/// What only the root can check of its own buffer (`what`: "send" or "receive") and counts: one count per rank,
+/// contiguous, holding their sum.
+fn root_side(op: &str, what: &str, buf: Option<(usize, bool, &[usize])>, p: usize) -> Option<Error> {
+    match buf {
+        None => Some(size_error(op, format!("the root must pass a {what} buffer and counts"))),
+        Some((_, _, c)) if c.len() != p => Some(size_error(op, format!("{} counts for {p} ranks", c.len()))),
+        Some((_, false, _)) => Some(not_contiguous(op, &format!("{what} buffer"))),
+        Some((len, true, c)) if sum(c) != Some(len) => Some(size_error(
+            op,
+            format!(
+                "the {what} buffer holds {len} elements, the counts add up to {:?}",
+                sum(c)
+            ),
+        )),
+        Some(_) => None,
     }
 }
 

@@ -150,7 +150,7 @@ pub(crate) fn start(comm: Arc<CommInner>, op: &'static str, source: i32, tag: i3
         detached: false,
     });
     ACTIVE.fetch_add(1, Ordering::SeqCst);
-    progress_locked(&mut reg);
+    // It first probes at the next progress (any spmd call, or a test or wait of a request).
     id
 }
 
@@ -230,14 +230,18 @@ fn progress_locked(reg: &mut Registry) {
         }
         let probing = matches!(e.state, State::Probing);
         let key = comm_key(&e.comm);
+        // (Patterns are recorded once each: receives tend to share a few, so these lists stay short.)
+        let pattern = (key, e.source, e.tag);
         if probing && (is_held(&keys, key, e.source, e.tag) || earlier_waits(&waiting, key, e.source, e.tag)) {
-            waiting.push((key, e.source, e.tag));
+            if !waiting.contains(&pattern) {
+                waiting.push(pattern);
+            }
             continue;
         }
         advance(e);
         match &e.state {
             State::Parts { status, .. } => keys.push((key, status.source, status.tag)),
-            State::Probing => waiting.push((key, e.source, e.tag)),
+            State::Probing if !waiting.contains(&pattern) => waiting.push(pattern),
             _ => {}
         }
     }
@@ -401,9 +405,11 @@ fn received(e: &mut Entry, st: RawStatus, bytes: Vec<u8>) -> Result<State> {
 }
 
 /// Whether the entry is done (its outcome waits for [`take`]).
+///
+/// Makes no progress itself: callers advance all pending receives once per pass ([`progress`]) and then look at
+/// each of theirs, so that waiting on n receives costs one round per pass, not n.
 pub(crate) fn is_done(id: Id) -> bool {
-    let mut reg = registry();
-    progress_locked(&mut reg);
+    let reg = registry();
     reg.entries
         .iter()
         .any(|e| e.id == id && matches!(e.state, State::Done(_)))
@@ -429,7 +435,11 @@ pub(crate) fn take(id: Id) -> Result<Outcome> {
 /// Waits until the entry is done and returns its outcome.
 pub(crate) fn wait(id: Id) -> Result<Outcome> {
     let mut spins = 0u32;
-    while !is_done(id) {
+    loop {
+        progress();
+        if is_done(id) {
+            break;
+        }
         spins = spins.wrapping_add(1);
         if spins.is_multiple_of(16) {
             std::thread::yield_now();
