@@ -11,7 +11,7 @@
 //! (One file for the four calls: they share the count exchange, its flags and the large-count path.)
 
 use super::{not_contiguous, size_error};
-use crate::buffer::{Buffer, BufferMut, View, ViewMut, ViewSource, ViewSourceMut};
+use crate::buffer::{Buffer, BufferMut, Data, View, ViewMut, ViewSource, ViewSourceMut};
 use crate::comm::Comm;
 use crate::error::{Error, ErrorKind, Result, fail};
 use crate::request;
@@ -164,18 +164,9 @@ impl<'u> Comm<'u> {
         let mut mismatch = None;
         let rv: Option<ViewMut> = match recv {
             Some((r, c)) if me == root => {
-                if c != actual.as_slice() {
-                    mismatch = Some(size_error(
-                        op,
-                        format!(
-                            "the root's counts {c:?} differ from what the ranks send, {actual:?}; nothing was received into the buffer"
-                        ),
-                    ));
-                    scratch = crate::sys::memory::zeroed_vec(actual.iter().sum());
-                    Some(scratch.view_mut())
-                } else {
-                    Some(r)
-                }
+                let (t, e) = target(op, "the root's counts", c, &actual, r, &mut scratch);
+                mismatch = e;
+                Some(t)
             }
             _ => None,
         };
@@ -303,20 +294,15 @@ impl<'u> Comm<'u> {
                 .unwrap_or_else(|| vec![rv.len; p])
         };
         let mut scratch: Vec<S::Item> = Vec::new();
-        let mut mismatch = None;
-        let rv = if self.checked && counts[me] != rv.len {
-            mismatch = Some(size_error(
-                op,
-                format!(
-                    "the receive buffer holds {} elements, the root sends {}; nothing was received into it",
-                    rv.len, counts[me]
-                ),
-            ));
-            scratch = crate::sys::memory::zeroed_vec(counts[me]);
-            scratch.view_mut()
-        } else {
-            rv
-        };
+        let given = if self.checked { rv.len } else { counts[me] };
+        let (rv, mismatch) = target(
+            op,
+            "this rank's receive length",
+            &[given],
+            &counts[me..=me],
+            rv,
+            &mut scratch,
+        );
         if !(self.checked && big(&counts)) {
             if c_int_ok(rv.len).is_none() {
                 return fail(
@@ -434,19 +420,7 @@ impl<'u> Comm<'u> {
             counts.to_vec()
         };
         let mut scratch: Vec<S::Item> = Vec::new();
-        let mut mismatch = None;
-        let rv = if counts != actual.as_slice() {
-            mismatch = Some(size_error(
-                op,
-                format!(
-                    "the counts {counts:?} differ from what the ranks send, {actual:?}; nothing was received into the buffer"
-                ),
-            ));
-            scratch = crate::sys::memory::zeroed_vec(actual.iter().sum());
-            scratch.view_mut()
-        } else {
-            rv
-        };
+        let (rv, mismatch) = target(op, "the counts", counts, &actual, rv, &mut scratch);
         if !big(&actual) {
             let args = int_args(None, Some(&actual));
             let (sb, rb) = (VBase::of(&sv)?, VBase::of_mut(&rv)?);
@@ -569,19 +543,7 @@ impl<'u> Comm<'u> {
             (recv_counts.to_vec(), false)
         };
         let mut scratch: Vec<S::Item> = Vec::new();
-        let mut mismatch = None;
-        let rv = if recv_counts != actual.as_slice() {
-            mismatch = Some(size_error(
-                op,
-                format!(
-                    "the receive counts {recv_counts:?} differ from what the ranks send, {actual:?}; nothing was received into the buffer"
-                ),
-            ));
-            scratch = crate::sys::memory::zeroed_vec(actual.iter().sum());
-            scratch.view_mut()
-        } else {
-            rv
-        };
+        let (rv, mismatch) = target(op, "the receive counts", recv_counts, &actual, rv, &mut scratch);
         if !is_big && !big(&actual) {
             let args = int_args(Some(send_counts), Some(&actual));
             let (sb, rb) = (VBase::of(&sv)?, VBase::of_mut(&rv)?);
@@ -607,6 +569,28 @@ impl<'u> Comm<'u> {
             None => Ok(()),
         }
     }
+}
+
+/// The receive buffer to use: `rv` when the `given` counts match what really arrives (`actual`), else scratch memory
+/// of the right size (kept in `scratch`) and the error to report once the collective is done. A rank whose counts
+/// are wrong still takes part, so nobody waits for it, but its buffer is never written.
+fn target<T: Data>(
+    op: &str,
+    what: &str,
+    given: &[usize],
+    actual: &[usize],
+    rv: ViewMut,
+    scratch: &mut Vec<T>,
+) -> (ViewMut, Option<Error>) {
+    if given == actual {
+        return (rv, None);
+    }
+    *scratch = crate::sys::memory::zeroed_vec(actual.iter().sum());
+    let e = size_error(
+        op,
+        format!("{what} {given:?} differ from what arrives, {actual:?}; nothing was received into the buffer"),
+    );
+    (scratch.view_mut(), Some(e))
 }
 
 /// What only the root can check of its own buffer (`what`: "send" or "receive") and counts: one count per rank,
