@@ -46,6 +46,7 @@
 //!   forms.
 //! - [`codec`]: how objects are encoded (bincode 1.3) and [`Oob`], which sends large arrays inside objects as
 //!   zero-copy messages.
+//! - [`dist`]: data distribution — [`dist::Partition`] (block, counts, cyclic, block-cyclic) so far.
 //! - [`error`]: [`Error`], [`ErrorKind`], [`Result`].
 //! - [`farm`]: a task farm — [`farm::Farm`] runs a function over many tasks across the ranks with a static,
 //!   dynamic or guided [`farm::Schedule`], results in task order, and reports the load balance.
@@ -81,7 +82,8 @@
 //! Examples (run with `mpirun -n 4 target/release/examples/<name>`): `hello` (ranks, hosts, thread level),
 //! `pi` (a midpoint-rule integral and a reduction), `bench` (OSU-style micro-benchmarks for both families).
 //!
-//! Not covered yet: Cartesian grids, distributed arrays and the hybrid (threads per rank) helpers.
+//! Not covered yet: Cartesian grids, distributed arrays (beyond partitions) and the hybrid (threads per rank)
+//! helpers.
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -91,6 +93,7 @@ pub mod buffer;
 pub mod codec;
 pub mod collective;
 pub mod comm;
+pub mod dist;
 pub mod error;
 pub mod farm;
 pub mod p2p;
