@@ -31,6 +31,9 @@
 //! assert_eq!(f.values.len(), 1 << 20);
 //! ```
 //!
+//! (This file holds the codec, `Oob` and their unit tests; the fast paths for `Vec`s of numbers are in
+//! `numbers.rs`.)
+//!
 //! Not covered yet: other codecs (postcard, wincode) behind a feature; `Oob` of ndarray arrays (use
 //! `Oob<f64>` with the shape as a normal field).
 
