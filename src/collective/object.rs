@@ -21,6 +21,15 @@ fn split<'a>(all: &'a [u8], lens: &[u64]) -> Vec<&'a [u8]> {
         .collect()
 }
 
+/// Every rank's value, from their encodings stored one after the other.
+fn decode_each<T: DeserializeOwned>(op: &str, all: &[u8], lens: &[u64]) -> Result<Vec<T>> {
+    split(all, lens)
+        .into_iter()
+        .enumerate()
+        .map(|(r, b)| decode_from(op, r, b))
+        .collect()
+}
+
 fn decode_from<T: DeserializeOwned>(op: &str, source: usize, bytes: &[u8]) -> Result<T> {
     codec::decode_inline(bytes, &|| format!("{op}: the value from rank {source}"))
 }
@@ -121,12 +130,7 @@ impl<'u> Comm<'u> {
         if let Some(e) = err {
             return Err(e);
         }
-        split(&all, &lens)
-            .into_iter()
-            .enumerate()
-            .map(|(r, b)| decode_from(op, r, b))
-            .collect::<Result<Vec<T>>>()
-            .map(Some)
+        decode_each(op, &all, &lens).map(Some)
     }
 
     /// Scatters the root's items, one per rank in rank order: the root passes `Some(items)` with exactly size
@@ -212,11 +216,7 @@ impl<'u> Comm<'u> {
         if let Some(e) = err {
             return Err(e);
         }
-        split(&all, &lens)
-            .into_iter()
-            .enumerate()
-            .map(|(r, b)| decode_from(op, r, b))
-            .collect()
+        decode_each(op, &all, &lens)
     }
 
     /// Every rank sends `items[r]` to rank r and gets one item from every rank, in rank order.
@@ -263,11 +263,7 @@ impl<'u> Comm<'u> {
                 format!("{op}: rank {} passed {} items for {p} ranks", self.rank(), items.len()),
             );
         }
-        split(&all, &recv_lens)
-            .into_iter()
-            .enumerate()
-            .map(|(r, b)| decode_from(op, r, b))
-            .collect()
+        decode_each(op, &all, &recv_lens)
     }
 
     /// Combines every rank's value with `f` in rank order (`f(f(v0, v1), v2)...`) at the root: `Some(result)`

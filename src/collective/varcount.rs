@@ -42,6 +42,26 @@ fn prefix(counts: &[usize]) -> Vec<usize> {
         .collect()
 }
 
+/// One description per rank of consecutive blocks of a contiguous send buffer, `counts[r]` elements for rank r.
+fn send_blocks(v: &View, counts: &[usize]) -> Result<Vec<Option<Desc>>> {
+    let offsets = prefix(counts);
+    counts
+        .iter()
+        .zip(offsets)
+        .map(|(&c, o)| Desc::block_of(v, o, c).map(Some))
+        .collect()
+}
+
+/// The same for a receive buffer.
+fn recv_blocks(v: &ViewMut, counts: &[usize]) -> Result<Vec<Option<Desc>>> {
+    let offsets = prefix(counts);
+    counts
+        .iter()
+        .zip(offsets)
+        .map(|(&c, o)| Desc::block(v, o, c).map(Some))
+        .collect()
+}
+
 /// Whether counts (of consecutive blocks) need the large-count path.
 fn big(counts: &[usize]) -> bool {
     int_layout(counts).is_none()
@@ -191,12 +211,10 @@ impl<'u> Comm<'u> {
         } else {
             let mut sends: Vec<Option<Desc>> = (0..p).map(|_| None).collect();
             sends[root] = Some(Desc::of(&sv)?);
-            let mut recvs: Vec<Option<Desc>> = (0..p).map(|_| None).collect();
-            if let Some(rv) = &rv {
-                for (r, (&c, &o)) in actual.iter().zip(prefix(&actual).iter()).enumerate() {
-                    recvs[r] = Some(Desc::block(rv, o, c)?);
-                }
-            }
+            let recvs = match &rv {
+                Some(rv) => recv_blocks(rv, &actual)?,
+                None => (0..p).map(|_| None).collect(),
+            };
             self.alltoallw_blocks(op, nb, &sends, &recvs)?;
             drop(scratch);
         }
@@ -322,14 +340,10 @@ impl<'u> Comm<'u> {
                     .vector(VKind::Scatterv, sb.as_ref(), Some(&rb), &args, root as i32, nb)
             })?;
         } else {
-            let mut sends: Vec<Option<Desc>> = (0..p).map(|_| None).collect();
-            if let Some((s, _)) = &send
-                && me == root
-            {
-                for (r, (&c, &o)) in counts.iter().zip(prefix(&counts).iter()).enumerate() {
-                    sends[r] = Some(Desc::block_of(s, o, c)?);
-                }
-            }
+            let sends = match &send {
+                Some((s, _)) if me == root => send_blocks(s, &counts)?,
+                _ => (0..p).map(|_| None).collect(),
+            };
             let mut recvs: Vec<Option<Desc>> = (0..p).map(|_| None).collect();
             recvs[root] = Some(Desc::of_mut(&rv)?);
             self.alltoallw_blocks(op, nb, &sends, &recvs)?;
@@ -436,10 +450,7 @@ impl<'u> Comm<'u> {
             );
         } else {
             let sends: Vec<Option<Desc>> = (0..p).map(|_| Desc::of(&sv).map(Some)).collect::<Result<_>>()?;
-            let mut recvs: Vec<Option<Desc>> = Vec::with_capacity(p);
-            for (&c, &o) in actual.iter().zip(prefix(&actual).iter()) {
-                recvs.push(Some(Desc::block(&rv, o, c)?));
-            }
+            let recvs = recv_blocks(&rv, &actual)?;
             self.alltoallw_blocks(op, nb, &sends, &recvs)?;
         }
         drop(scratch);
@@ -553,14 +564,7 @@ impl<'u> Comm<'u> {
                     .vector(VKind::Alltoallv, Some(&sb), Some(&rb), &args, 0, nb)
             })?;
         } else {
-            let mut sends = Vec::with_capacity(p);
-            for (&c, &o) in send_counts.iter().zip(prefix(send_counts).iter()) {
-                sends.push(Some(Desc::block_of(&sv, o, c)?));
-            }
-            let mut recvs = Vec::with_capacity(p);
-            for (&c, &o) in actual.iter().zip(prefix(&actual).iter()) {
-                recvs.push(Some(Desc::block(&rv, o, c)?));
-            }
+            let (sends, recvs) = (send_blocks(&sv, send_counts)?, recv_blocks(&rv, &actual)?);
             self.alltoallw_blocks(op, nb, &sends, &recvs)?;
         }
         drop(scratch);
