@@ -137,8 +137,14 @@ pub(crate) fn thread_constants() -> [c_int; 4] {
 }
 
 /// Ends the whole job (`MPI_Abort` on `MPI_COMM_WORLD`) if MPI is running.
+///
+/// Waits a moment first: the launcher kills every process as soon as the abort reaches it, and MPICH's launcher
+/// then drops output it has not forwarded yet, which would lose the line that says why the job ended.
 pub(crate) fn abort_world(code: i32) {
     if is_running() {
+        use std::io::Write;
+        let _ = std::io::stderr().flush();
+        std::thread::sleep(std::time::Duration::from_millis(200));
         // SAFETY: MPI is running; the world handle is valid for the life of MPI.
         unsafe { ffi::MPI_Abort(ffi::RSMPI_COMM_WORLD, code) };
     }
