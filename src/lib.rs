@@ -100,6 +100,7 @@ pub mod p2p;
 pub mod request;
 pub mod runtime;
 mod sys;
+pub mod topo;
 
 pub use buffer::{Buffer, BufferMut, Data, Loc};
 pub use codec::Oob;

@@ -24,6 +24,14 @@
 //! Not covered yet: Cartesian process grids, distributed n-d arrays with ghost cells and halo exchange,
 //! redistribution (transposes), distributed reductions and parallel `.npy` I/O.
 
+mod darray;
+mod halo;
+mod io;
 mod partition;
+mod redistribute;
+mod reduce;
 
+pub use darray::{DArray, Ghost, Stencil};
+pub use halo::HaloProgress;
 pub use partition::Partition;
+pub use reduce::Scalar;

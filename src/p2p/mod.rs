@@ -114,6 +114,13 @@ impl From<Option<usize>> for Source {
     }
 }
 
+/// A [`Peer`] as a source: no peer is [`Source::Null`] (e.g. the `source` of [`crate::topo::Grid::shift`]).
+impl From<Peer> for Source {
+    fn from(peer: Peer) -> Self {
+        peer.0.map_or(Source::Null, Source::Rank)
+    }
+}
+
 /// A destination: a rank, or no process (`MPI_PROC_NULL`), to which a send completes at once and sends nothing.
 ///
 /// `usize` and `Option<usize>` convert into it, so boundary code needs no branches:

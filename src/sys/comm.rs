@@ -97,7 +97,7 @@ impl RawComm {
         Self::adopt(unsafe { new.assume_init() })
     }
 
-    fn adopt(handle: ffi::MPI_Comm) -> Result<Option<RawComm>> {
+    pub(super) fn adopt(handle: ffi::MPI_Comm) -> Result<Option<RawComm>> {
         if Self::is_null_handle(handle) {
             return Ok(None);
         }

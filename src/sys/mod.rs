@@ -16,12 +16,15 @@
 
 #![allow(unsafe_code)]
 
+pub(crate) mod boxes;
 pub(crate) mod coll;
 pub(crate) mod comm;
 pub(crate) mod datatype;
+pub(crate) mod file;
 pub(crate) mod memory;
 pub(crate) mod p2p;
 pub(crate) mod request;
+pub(crate) mod topo;
 
 use std::ffi::{CStr, c_char, c_int, c_void};
 
@@ -45,6 +48,10 @@ unsafe extern "C" {
     fn spmd_type_2int() -> ffi::MPI_Datatype;
     fn spmd_type_long_int() -> ffi::MPI_Datatype;
     fn spmd_tag_ub_key() -> c_int;
+    fn spmd_order_c() -> c_int;
+    pub(crate) fn spmd_mode_create() -> c_int;
+    pub(crate) fn spmd_mode_wronly() -> c_int;
+    pub(crate) fn spmd_mode_rdonly() -> c_int;
 }
 
 /// An MPI error code.
@@ -134,6 +141,12 @@ pub(crate) fn thread_constants() -> [c_int; 4] {
             ffi::RSMPI_THREAD_MULTIPLE,
         ]
     }
+}
+
+/// `MPI_ORDER_C`.
+pub(crate) fn order_c() -> c_int {
+    // SAFETY: a function of the shim returning a constant.
+    unsafe { spmd_order_c() }
 }
 
 /// Ends the whole job (`MPI_Abort` on `MPI_COMM_WORLD`) if MPI is running.

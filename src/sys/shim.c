@@ -14,3 +14,7 @@ MPI_Datatype spmd_type_long_int(void) { return MPI_LONG_INT; }
 int spmd_err_truncate(void) { return MPI_ERR_TRUNCATE; }
 int spmd_tag_ub_key(void) { return MPI_TAG_UB; }
 int spmd_status_size(void) { return (int) sizeof(MPI_Status); }
+int spmd_order_c(void) { return MPI_ORDER_C; }
+int spmd_mode_create(void) { return MPI_MODE_CREATE; }
+int spmd_mode_wronly(void) { return MPI_MODE_WRONLY; }
+int spmd_mode_rdonly(void) { return MPI_MODE_RDONLY; }
