@@ -66,7 +66,7 @@ fn sweep(u: &[f64], v: &mut [f64], rows: usize, cols: usize) {
             .iter_mut()
             .zip(&up[1..])
             .zip(&down[1..])
-            .zip(&mid[..])
+            .zip(mid)
             .zip(&mid[2..])
         {
             *o = 0.25 * (n + s + west + east);
