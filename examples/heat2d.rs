@@ -62,13 +62,7 @@ fn sweep(u: &[f64], v: &mut [f64], rows: usize, cols: usize) {
         let mid = &u[i * w..(i + 1) * w];
         let down = &u[(i + 1) * w..(i + 2) * w];
         let out = &mut v[i * w + 1..i * w + 1 + cols];
-        for ((((o, &n), &s), &west), &east) in out
-            .iter_mut()
-            .zip(&up[1..])
-            .zip(&down[1..])
-            .zip(mid)
-            .zip(&mid[2..])
-        {
+        for ((((o, &n), &s), &west), &east) in out.iter_mut().zip(&up[1..]).zip(&down[1..]).zip(mid).zip(&mid[2..]) {
             *o = 0.25 * (n + s + west + east);
         }
     }

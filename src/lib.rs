@@ -46,7 +46,11 @@
 //!   forms.
 //! - [`codec`]: how objects are encoded (bincode 1.3) and [`Oob`], which sends large arrays inside objects as
 //!   zero-copy messages.
-//! - [`dist`]: data distribution — [`dist::Partition`] (block, counts, cyclic, block-cyclic) so far.
+//! - [`topo`]: Cartesian process grids — [`topo::Grid`] from [`Comm::grid`], neighbours with no peer at the edges,
+//!   rows and columns as sub-grids.
+//! - [`dist`]: data distribution — [`dist::Partition`] (block, counts, cyclic, block-cyclic) and the distributed
+//!   ndarray [`dist::DArray`] with ghost layers, halo exchange, scatter/gather, transposes, reductions and `.npy`
+//!   files through MPI-IO.
 //! - [`error`]: [`Error`], [`ErrorKind`], [`Result`].
 //! - [`farm`]: a task farm — [`farm::Farm`] runs a function over many tasks across the ranks with a static,
 //!   dynamic or guided [`farm::Schedule`], results in task order, and reports the load balance.
@@ -80,10 +84,10 @@
 //! | `comm.Abort(code)` | `world.abort(code)` (also automatic on a panic: see [`runtime`]) |
 //!
 //! Examples (run with `mpirun -n 4 target/release/examples/<name>`): `hello` (ranks, hosts, thread level),
-//! `pi` (a midpoint-rule integral and a reduction), `bench` (OSU-style micro-benchmarks for both families).
+//! `pi` (a midpoint-rule integral and a reduction), `mandelbrot` (a task farm), `heat2d` (a distributed array with
+//! halo exchange), `bench` (OSU-style micro-benchmarks for both families).
 //!
-//! Not covered yet: Cartesian grids, distributed arrays (beyond partitions) and the hybrid (threads per rank)
-//! helpers.
+//! Not covered yet: the hybrid (threads per rank) helpers.
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]

@@ -393,7 +393,7 @@ impl<'u, T: Data, D: Dimension> DArray<'u, T, D> {
     /// let grid = world.grid(&[0], &[true])?;
     /// let a = DArray::<f64, _>::zeros(&grid, [10], Ghost::star(1))?;
     /// if grid.size() == 1 {
-    ///     assert_eq!(a.global_index([0]), Some([9].into()));  // the left ghost wraps to the last element
+    ///     assert_eq!(a.global_index([0]), Some(ndarray::Dim([9])));  // the left ghost wraps to the last element
     /// }
     /// # Ok::<(), spmd::Error>(())
     /// ```
