@@ -8,6 +8,7 @@ use ndarray::{Array, ArrayView, ArrayViewMut, Axis, Dimension, IntoDimension, Sl
 use super::Partition;
 use crate::buffer::Data;
 use crate::error::{ErrorKind, Result, fail};
+use crate::sys::datatype::BoxSel;
 use crate::topo::Grid;
 
 /// Which ghost cells a halo exchange fills (PETSc's `DMDA_STENCIL_STAR` and `DMDA_STENCIL_BOX`).
@@ -429,6 +430,19 @@ impl<'u, T: Data, D: Dimension> DArray<'u, T, D> {
             l[d] = global[d] - self.start[d] + self.ghost[d];
         }
         Some(l)
+    }
+
+    /// This rank's block as a box of the global array and as a box of the local storage.
+    pub(crate) fn owned_boxes(&self) -> (BoxSel, BoxSel) {
+        let global = BoxSel {
+            start: self.start.clone(),
+            len: self.owned.clone(),
+        };
+        let local = BoxSel {
+            start: self.ghost.clone(),
+            len: self.owned.clone(),
+        };
+        (global, local)
     }
 
     /// The global block owned by every rank.

@@ -29,37 +29,32 @@ fn serves(dir: &[i8], stencil: Stencil, ghost: &[usize]) -> bool {
     moving > 0 && wide && (stencil == Stencil::Box || moving == 1)
 }
 
+/// Along one dimension of the owned block (`n` long, ghost width `w`), the cells next to the neighbour in
+/// direction `s`: the first `w`, the last `w`, or all.
+fn side(n: usize, w: usize, s: i8) -> Slice {
+    match s {
+        -1 => Slice::from(0..w),
+        1 => Slice::from(n - w..n),
+        _ => Slice::from(0..n),
+    }
+}
+
 /// The region of the owned block (in its own coordinates) next to the neighbour along `dir`.
 fn boundary<'a, T, D: Dimension>(owned: &ArrayView<'a, T, D>, dir: &[i8], ghost: &[usize]) -> ArrayView<'a, T, D> {
     let mut v = owned.clone();
     let shape = v.shape().to_vec();
-    v.slice_each_axis_inplace(|ax| {
-        let d = ax.axis.index();
-        let (n, w) = (shape[d], ghost[d]);
-        match dir[d] {
-            -1 => Slice::from(0..w),
-            1 => Slice::from(n - w..n),
-            _ => Slice::from(0..n),
-        }
-    });
+    v.slice_each_axis_inplace(|ax| side(shape[ax.axis.index()], ghost[ax.axis.index()], dir[ax.axis.index()]));
     v
 }
 
+/// [`boundary`], writable.
 fn boundary_mut<'a, T, D: Dimension>(
     mut owned: ArrayViewMut<'a, T, D>,
     dir: &[i8],
     ghost: &[usize],
 ) -> ArrayViewMut<'a, T, D> {
     let shape = owned.shape().to_vec();
-    owned.slice_each_axis_inplace(|ax| {
-        let d = ax.axis.index();
-        let (n, w) = (shape[d], ghost[d]);
-        match dir[d] {
-            -1 => Slice::from(0..w),
-            1 => Slice::from(n - w..n),
-            _ => Slice::from(0..n),
-        }
-    });
+    owned.slice_each_axis_inplace(|ax| side(shape[ax.axis.index()], ghost[ax.axis.index()], dir[ax.axis.index()]));
     owned
 }
 

@@ -11,7 +11,6 @@ use ndarray::Dimension;
 use super::darray::{DArray, Ghost, dim_from};
 use crate::buffer::Data;
 use crate::error::{Error, ErrorKind, Result, fail};
-use crate::sys::datatype::BoxSel;
 use crate::sys::file::File;
 use crate::topo::Grid;
 
@@ -152,14 +151,7 @@ impl<'u, T: Data, D: Dimension> DArray<'u, T, D> {
         if comm.rank() == 0 {
             file.write_bytes_at(0, &head)?;
         }
-        let file_box = BoxSel {
-            start: self.start.clone(),
-            len: self.owned.clone(),
-        };
-        let mem_box = BoxSel {
-            start: self.ghost.clone(),
-            len: self.owned.clone(),
-        };
+        let (file_box, mem_box) = self.owned_boxes();
         file.write_box(
             head.len(),
             &self.shape,
@@ -226,14 +218,7 @@ impl<'u, T: Data, D: Dimension> DArray<'u, T, D> {
             );
         }
         let mut out = Self::zeros(grid, dim_from::<D>(&shape), ghost)?;
-        let file_box = BoxSel {
-            start: out.start.clone(),
-            len: out.owned.clone(),
-        };
-        let mem_box = BoxSel {
-            start: out.ghost.clone(),
-            len: out.owned.clone(),
-        };
+        let (file_box, mem_box) = out.owned_boxes();
         let storage = out.data.shape().to_vec();
         file.read_box(offset, &shape, &file_box, out.local_mut_slice(), &storage, &mem_box)?;
         Ok(out)

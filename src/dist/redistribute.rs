@@ -208,27 +208,8 @@ impl<'u, T: Data, D: Dimension> DArray<'u, T, D> {
                 format!("{op}: root {root} of a grid of {p} processes"),
             );
         }
-        let mine = self.grid.rank() == root;
-        let shape = if mine {
-            self.shape.clone()
-        } else {
-            vec![0; self.shape.len()]
-        };
-        let mut out = Array::from_elem(dim_from::<D>(&shape), T::zeroed());
-        let mut blocks = vec![None; p];
-        blocks[root] = Some(full(&self.shape));
-        let zeros = vec![0; self.shape.len()];
-        self.move_into(
-            op,
-            Target {
-                data: out.as_slice_mut().expect("standard layout"),
-                shape: &shape,
-                first: &zeros,
-                ghost: &zeros,
-                blocks: &blocks,
-            },
-        )?;
-        Ok(mine.then_some(out))
+        let out = self.collect(op, |r| r == root)?;
+        Ok((self.grid.rank() == root).then_some(out))
     }
 
     /// The whole array on every rank (collective).
@@ -236,12 +217,24 @@ impl<'u, T: Data, D: Dimension> DArray<'u, T, D> {
     /// # Errors
     /// [`ErrorKind::Mpi`] if MPI fails.
     pub fn all_gather(&self) -> Result<Array<T, D>> {
-        let mut out = Array::from_elem(dim_from::<D>(&self.shape), T::zeroed());
-        let blocks = vec![Some(full(&self.shape)); self.grid.size()];
-        let zeros = vec![0; self.shape.len()];
-        let shape = self.shape.clone();
+        self.collect("all_gather", |_| true)
+    }
+
+    /// Copies the whole array to the ranks for which `wanted(rank)` holds; the others get an empty array.
+    fn collect(&self, op: &str, wanted: impl Fn(usize) -> bool) -> Result<Array<T, D>> {
+        let nd = self.shape.len();
+        let shape = if wanted(self.grid.rank()) {
+            self.shape.clone()
+        } else {
+            vec![0; nd]
+        };
+        let mut out = Array::from_elem(dim_from::<D>(&shape), T::zeroed());
+        let blocks: Blocks = (0..self.grid.size())
+            .map(|r| wanted(r).then(|| full(&self.shape)))
+            .collect();
+        let zeros = vec![0; nd];
         self.move_into(
-            "all_gather",
+            op,
             Target {
                 data: out.as_slice_mut().expect("standard layout"),
                 shape: &shape,
