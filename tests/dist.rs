@@ -480,6 +480,38 @@ fn npy_write(comm: &Comm) -> spmd::Result<()> {
     b.write_npy(format!("{}.u8.npy", npy_path()))
 }
 
+/// Writes one file many times over and checks every byte after each write: ranks write concurrently into one
+/// file, and none may lose another's bytes (Open MPI 4.1's collective writes of strided blocks did, sometimes).
+fn npy_rewrite(comm: &Comm) -> spmd::Result<()> {
+    let g = comm.grid(&[0, 0], &[false, false])?;
+    let name = (comm.rank() == 0).then(|| {
+        let dir = std::env::temp_dir().join(format!("spmd-rewrite-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temporary directory");
+        dir.join("a.npy").to_str().expect("utf-8").to_string()
+    });
+    let path: String = comm.broadcast_obj(0, name)?;
+    let shape = [29usize, 23];
+    let a = DArray::from_fn(&g, shape, Ghost::boxed(1), npy_value)?;
+    let want: Vec<u8> = Array::from_shape_fn(shape, npy_value)
+        .iter()
+        .flat_map(|x| x.to_le_bytes())
+        .collect();
+    for round in 0..60 {
+        a.write_npy(&path)?;
+        if comm.rank() == 0 {
+            let got = std::fs::read(&path).expect("written file");
+            let data = &got[got.len() - want.len()..];
+            let bad = data.iter().zip(&want).position(|(x, y)| x != y);
+            check!(comm, bad.is_none(), "round {round}: byte {bad:?} of the data differs");
+        }
+        comm.barrier()?;
+    }
+    if comm.rank() == 0 {
+        let _ = std::fs::remove_dir_all(std::path::Path::new(&path).parent().expect("dir"));
+    }
+    Ok(())
+}
+
 /// Reads the file back at another number of ranks and on two grids.
 fn npy_read(comm: &Comm) -> spmd::Result<()> {
     for g in grids_of(comm, 2, false)? {
@@ -557,6 +589,7 @@ const CASES: &[Case] = &[
     world_case("scatter_gather", scatter_gather),
     world_case("halo", halo),
     world_case("transpose", transpose),
+    world_case("npy_rewrite", npy_rewrite),
 ];
 
 fn main() {

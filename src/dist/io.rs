@@ -116,8 +116,9 @@ fn path_str(path: &Path) -> Result<&str> {
 }
 
 impl<'u, T: Data, D: Dimension> DArray<'u, T, D> {
-    /// Writes the array to a `.npy` file that numpy loads (collective): rank 0 writes the header, every rank
-    /// its owned block, straight from its storage (ghost layers skipped by the memory datatype).
+    /// Writes the array to a `.npy` file that numpy loads (collective): rank 0 writes the header; the blocks are
+    /// first regrouped into slabs of whole rows (one `MPI_Alltoallw`), and every rank writes its slab as one
+    /// contiguous range of the file.
     ///
     /// ```no_run
     /// # let universe = spmd::init()?; let world = universe.world();
@@ -145,21 +146,19 @@ impl<'u, T: Data, D: Dimension> DArray<'u, T, D> {
         };
         let head = header(&d, &self.shape);
         let total = self.shape.iter().product::<usize>() * std::mem::size_of::<T>() + head.len();
+        // Staged through row slabs, so that each rank writes one contiguous range with one plain write and the
+        // ranges tile the file. A collective write of strided blocks lets an implementation write by reading a
+        // whole range, patching it and writing it back ("data sieving"); Open MPI 4.1's OMPIO does so on local
+        // file systems without locking, and silently loses bytes another rank wrote in between.
+        let (rows, slab) = self.row_slab("write_npy")?;
         let comm = self.grid.lib();
         let file = File::open(&comm.inner.raw, path, true)?;
         file.set_size(total)?;
         if comm.rank() == 0 {
             file.write_bytes_at(0, &head)?;
         }
-        let (file_box, mem_box) = self.owned_boxes();
-        file.write_box(
-            head.len(),
-            &self.shape,
-            &file_box,
-            self.local_slice(),
-            self.data.shape(),
-            &mem_box,
-        )?;
+        let row = self.shape[1..].iter().product::<usize>() * std::mem::size_of::<T>();
+        file.write_at(head.len() + rows.start * row, &slab)?;
         drop(file);
         comm.barrier()
     }

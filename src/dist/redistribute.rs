@@ -220,6 +220,37 @@ impl<'u, T: Data, D: Dimension> DArray<'u, T, D> {
         self.collect("all_gather", |_| true)
     }
 
+    /// The array in row slabs: rank `r` gets the global rows `Partition::block(shape[0], p).range(r)` (all of
+    /// the other dimensions) as one C-order buffer, i.e. one contiguous range of the array's bytes in C order.
+    /// Returns the slab's global rows and its elements.
+    pub(crate) fn row_slab(&self, op: &str) -> Result<(Range<usize>, Vec<T>)> {
+        let p = self.grid.size();
+        let rows = Partition::block(self.shape[0], p);
+        let slab = |r: usize| -> Vec<Range<usize>> {
+            let mut b = full(&self.shape);
+            b[0] = rows.range(r).expect("contiguous partition");
+            b
+        };
+        let mine = slab(self.grid.rank());
+        let mut shape = self.shape.clone();
+        shape[0] = mine[0].len();
+        let mut out = vec![T::zeroed(); shape.iter().product()];
+        let blocks: Blocks = (0..p).map(|r| Some(slab(r))).collect();
+        let first: Vec<usize> = mine.iter().map(|r| r.start).collect();
+        let zeros = vec![0; self.shape.len()];
+        self.move_into(
+            op,
+            Target {
+                data: &mut out,
+                shape: &shape,
+                first: &first,
+                ghost: &zeros,
+                blocks: &blocks,
+            },
+        )?;
+        Ok((mine[0].clone(), out))
+    }
+
     /// Copies the whole array to the ranks for which `wanted(rank)` holds; the others get an empty array.
     fn collect(&self, op: &str, wanted: impl Fn(usize) -> bool) -> Result<Array<T, D>> {
         let nd = self.shape.len();

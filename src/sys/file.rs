@@ -1,6 +1,6 @@
-//! MPI-IO files: collective open and close, independent reads and writes of bytes at an offset, and collective
-//! reads and writes of one box of an n-dimensional array into the matching box of an array stored in the file
-//! (a subarray file view), each rank its own box.
+//! MPI-IO files: collective open and close, independent reads and writes at an offset, and collective reads of
+//! one box of an n-dimensional array stored in the file (a subarray file view) into a box of memory, each rank its
+//! own box.
 
 use std::ffi::{CString, c_int, c_void};
 use std::mem::MaybeUninit;
@@ -96,6 +96,32 @@ impl File {
         check(rc, &format!("MPI_File_write_at of {}", self.path))
     }
 
+    /// `MPI_File_write_at` of the elements of `data` as one contiguous range from byte `at` (independent), in
+    /// pieces of at most `i32::MAX` elements.
+    pub(crate) fn write_at<T: Data>(&self, at: usize, data: &[T]) -> Result<()> {
+        let elem = Elem::of::<T>();
+        let dt = element_type(&elem)?;
+        let size = std::mem::size_of::<T>().max(1);
+        for (k, piece) in data.chunks(c_int::MAX as usize).enumerate() {
+            let mut st = super::p2p::new_status();
+            let from = offset("write", at + k * (c_int::MAX as usize) * size)?;
+            // SAFETY: open file with the default (byte) view; `piece` holds `piece.len()` (<= i32::MAX) elements of
+            // the committed type `dt`, read only during the call; valid status pointer.
+            let rc = unsafe {
+                ffi::MPI_File_write_at(
+                    self.handle,
+                    from,
+                    piece.as_ptr().cast(),
+                    piece.len() as c_int,
+                    dt.handle,
+                    &mut st,
+                )
+            };
+            check(rc, &format!("MPI_File_write_at of {}", self.path))?;
+        }
+        Ok(())
+    }
+
     /// `MPI_File_read_at` of up to `buf.len()` bytes (independent); returns how many were read.
     pub(crate) fn read_bytes_at(&self, at: usize, buf: &mut [u8]) -> Result<usize> {
         let n = c_int::try_from(buf.len())
@@ -160,35 +186,6 @@ impl File {
         Ok(Some(
             subarray(&elem, mem_shape, mem_box).map_err(|c| c.error("MPI_Type_create_subarray"))?,
         ))
-    }
-
-    /// Writes `mem_box` of `data` (an array of `mem_shape` in C order) into `file_box` of the array of `global`
-    /// shape stored from byte `disp` (`MPI_File_write_all`, collective).
-    pub(crate) fn write_box<T: Data>(
-        &self,
-        disp: usize,
-        global: &[usize],
-        file_box: &BoxSel,
-        data: &[T],
-        mem_shape: &[usize],
-        mem_box: &BoxSel,
-    ) -> Result<()> {
-        assert_eq!(
-            shape_count(mem_shape),
-            Some(data.len()),
-            "memory shape does not describe the data"
-        );
-        let memtype = self.view::<T>(disp, global, file_box, mem_shape, mem_box)?;
-        let stand_in = [0u64; 1];
-        let (ptr, count, dt): (*const c_void, c_int, ffi::MPI_Datatype) = match &memtype {
-            Some(t) => (data.as_ptr().cast(), 1, t.handle),
-            None => (stand_in.as_ptr().cast(), 0, super::byte_type()),
-        };
-        let mut st = super::p2p::new_status();
-        // SAFETY: the memory type describes a box inside `data` (asserted by `subarray` against `mem_shape`, whose
-        // element count is `data.len()`), read only during the call; valid status pointer.
-        let rc = unsafe { ffi::MPI_File_write_all(self.handle, ptr, count, dt, &mut st) };
-        check(rc, &format!("MPI_File_write_all of {}", self.path))
     }
 
     /// Reads `file_box` of the array of `global` shape stored from byte `disp` into `mem_box` of `data`
