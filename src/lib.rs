@@ -100,6 +100,7 @@ pub mod comm;
 pub mod dist;
 pub mod error;
 pub mod farm;
+pub mod hybrid;
 pub mod p2p;
 pub mod request;
 pub mod runtime;

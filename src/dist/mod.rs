@@ -128,3 +128,4 @@ pub use darray::{DArray, Ghost, Stencil};
 pub use halo::HaloProgress;
 pub use partition::Partition;
 pub use reduce::Scalar;
+pub(crate) use reduce::pairwise;

@@ -36,7 +36,7 @@ scalar!(f32, f64, i8, i16, i32, i64, u8, u16, u32, u64);
 const PIECE: usize = 4096;
 
 /// Sums in a fixed pairwise order (the same for any number of threads).
-fn pairwise<T: Scalar>(v: &[T]) -> T {
+pub(crate) fn pairwise<T: Scalar>(v: &[T]) -> T {
     match v.len() {
         0 => T::ZERO,
         1 => v[0],

@@ -16,6 +16,7 @@
 
 #![allow(unsafe_code)]
 
+pub(crate) mod affinity;
 pub(crate) mod boxes;
 pub(crate) mod coll;
 pub(crate) mod comm;
@@ -25,6 +26,7 @@ pub(crate) mod memory;
 pub(crate) mod p2p;
 pub(crate) mod request;
 pub(crate) mod topo;
+pub(crate) mod window;
 
 use std::ffi::{CStr, c_char, c_int, c_void};
 
@@ -52,6 +54,7 @@ unsafe extern "C" {
     pub(crate) fn spmd_mode_create() -> c_int;
     pub(crate) fn spmd_mode_wronly() -> c_int;
     pub(crate) fn spmd_mode_rdonly() -> c_int;
+    fn spmd_mode_nocheck() -> c_int;
 }
 
 /// An MPI error code.

@@ -18,3 +18,4 @@ int spmd_order_c(void) { return MPI_ORDER_C; }
 int spmd_mode_create(void) { return MPI_MODE_CREATE; }
 int spmd_mode_wronly(void) { return MPI_MODE_WRONLY; }
 int spmd_mode_rdonly(void) { return MPI_MODE_RDONLY; }
+int spmd_mode_nocheck(void) { return MPI_MODE_NOCHECK; }
