@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! mpirun -n 4 target/release/examples/heat2d --n 1024 --steps 500 --grid 2x2 --check --png heat.png
+//! mpirun -n 1 --map-by slot:PE=2 target/release/examples/heat2d --n 1024 --threads 2 --check
 //! ```
 //!
 //! The problem is the one of the C reference `jacobi.c`: interior initially 0, Dirichlet boundary with the row
@@ -14,7 +15,9 @@
 //! any number of ranks); `--png` writes a heat map of the final field.
 
 use clap::Parser;
+use rayon::prelude::*;
 use spmd::dist::{DArray, Ghost};
+use spmd::hybrid::{Hybrid, Threads};
 use spmd::topo::Grid;
 
 /// 2-D Jacobi heat equation on a process grid.
@@ -41,6 +44,9 @@ struct Args {
     /// Start from the field in this .npy file (written by --save) instead of zeros.
     #[arg(long)]
     restart: Option<String>,
+    /// Threads per rank for the sweeps (0: from RAYON_NUM_THREADS or the CPUs the rank has to itself).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
 }
 
 fn parse_grid(s: &str) -> Result<[usize; 2], String> {
@@ -54,17 +60,33 @@ fn parse_grid(s: &str) -> Result<[usize; 2], String> {
     Ok([p(a)?, p(b)?])
 }
 
-/// One sweep over the interior of `u` (storage with one ghost layer, `rows × cols` owned) into `v`.
-fn sweep(u: &[f64], v: &mut [f64], rows: usize, cols: usize) {
+/// One row of a sweep: `out` (the owned part of row `i` of `v`) from rows `i - 1`, `i`, `i + 1` of `u`.
+fn sweep_row(u: &[f64], out: &mut [f64], i: usize, w: usize) {
+    let up = &u[(i - 1) * w..i * w];
+    let mid = &u[i * w..(i + 1) * w];
+    let down = &u[(i + 1) * w..(i + 2) * w];
+    for ((((o, &n), &s), &west), &east) in out.iter_mut().zip(&up[1..]).zip(&down[1..]).zip(mid).zip(&mid[2..]) {
+        *o = 0.25 * (n + s + west + east);
+    }
+}
+
+/// One sweep over the interior of `u` (storage with one ghost layer, `rows × cols` owned) into `v`, on the
+/// rank's pool when it has more than one thread (each row is computed the same way, so the result has the same
+/// bits for any number of threads).
+fn sweep(hybrid: &Hybrid<'_>, u: &[f64], v: &mut [f64], rows: usize, cols: usize) {
     let w = cols + 2;
-    for i in 1..=rows {
-        let up = &u[(i - 1) * w..i * w];
-        let mid = &u[i * w..(i + 1) * w];
-        let down = &u[(i + 1) * w..(i + 2) * w];
-        let out = &mut v[i * w + 1..i * w + 1 + cols];
-        for ((((o, &n), &s), &west), &east) in out.iter_mut().zip(&up[1..]).zip(&down[1..]).zip(mid).zip(&mid[2..]) {
-            *o = 0.25 * (n + s + west + east);
+    let interior = &mut v[w..(rows + 1) * w];
+    if hybrid.threads() == 1 {
+        for (k, row) in interior.chunks_mut(w).enumerate() {
+            sweep_row(u, &mut row[1..=cols], k + 1, w);
         }
+    } else {
+        hybrid.install(|| {
+            interior
+                .par_chunks_mut(w)
+                .enumerate()
+                .for_each(|(k, row)| sweep_row(u, &mut row[1..=cols], k + 1, w));
+        });
     }
 }
 
@@ -83,13 +105,12 @@ fn serial(n: usize, steps: usize, start: Option<&ndarray::Array2<f64>>) -> ndarr
     }
     u.row_mut(0).fill(1.0);
     let mut v = u.clone();
+    let w = n + 2;
     for _ in 0..steps {
-        sweep(
-            u.as_slice().expect("standard"),
-            v.as_slice_mut().expect("standard"),
-            n,
-            n,
-        );
+        let (a, b) = (u.as_slice().expect("standard"), v.as_slice_mut().expect("standard"));
+        for i in 1..=n {
+            sweep_row(a, &mut b[i * w + 1..i * w + 1 + n], i, w);
+        }
         std::mem::swap(&mut u, &mut v);
     }
     u.slice(ndarray::s![1..=n, 1..=n]).to_owned()
@@ -121,6 +142,7 @@ fn main() -> spmd::Result<()> {
     let universe = spmd::init()?;
     let world = universe.world();
     let grid: Grid = world.grid(&dims, &[false, false])?;
+    let hybrid = Hybrid::new(&world, Threads::from_flag(Some(args.threads)))?;
 
     let mut u = match &args.restart {
         Some(path) => {
@@ -144,7 +166,7 @@ fn main() -> spmd::Result<()> {
     let t0 = universe.time();
     for _ in 0..args.steps {
         u.exchange_halo()?;
-        sweep(u.local_slice(), v.local_mut_slice(), rows, cols);
+        sweep(&hybrid, u.local_slice(), v.local_mut_slice(), rows, cols);
         std::mem::swap(&mut u, &mut v);
     }
     let elapsed = world.all_reduce_scalar(universe.time() - t0, spmd::Op::Max)?;
@@ -162,10 +184,11 @@ fn main() -> spmd::Result<()> {
     if world.rank() == 0 {
         let per_sweep = elapsed / args.steps.max(1) as f64;
         println!(
-            "heat2d: n={} steps={} np={} grid={}x{} usec_per_sweep={:.1} halo_bytes_per_sweep={} checksum={:.12e}",
+            "heat2d: n={} steps={} np={} threads={} grid={}x{} usec_per_sweep={:.1} halo_bytes_per_sweep={} checksum={:.12e}",
             args.n,
             args.steps,
             world.size(),
+            hybrid.threads(),
             grid.dims()[0],
             grid.dims()[1],
             per_sweep * 1e6,

@@ -46,7 +46,7 @@ fn main() -> spmd::Result<()> {
     let args = Args::parse();
     let universe = spmd::init()?;
     let world = universe.world();
-    let hybrid = Hybrid::new(&world, Threads::from_flag(Some(args.threads)))?;
+    let mut hybrid = Hybrid::new(&world, Threads::from_flag(Some(args.threads)))?;
     hybrid.report()?;
 
     // A threaded sum with the same bits as on one thread.
@@ -141,6 +141,21 @@ fn main() -> spmd::Result<()> {
             if world.rank() == 0 {
                 println!("{:>10} {f:>12.1} {h:>12.1} {:>8.2}", n * 8, h / f);
             }
+        }
+        let tuned = hybrid.tune_all_reduce()?;
+        if world.rank() == 0 {
+            let t: Vec<String> = tuned
+                .iter()
+                .map(|&(b, h)| {
+                    let upto = if b == usize::MAX {
+                        "larger".to_string()
+                    } else {
+                        format!("<= {b} B")
+                    };
+                    format!("{upto}: {}", if h { "hierarchical" } else { "flat" })
+                })
+                .collect();
+            println!("tuned default (Strategy::Auto): {}", t.join(", "));
         }
     }
     Ok(())

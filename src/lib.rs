@@ -51,6 +51,9 @@
 //! - [`dist`]: data distribution — [`dist::Partition`] (block, counts, cyclic, block-cyclic) and the distributed
 //!   ndarray [`dist::DArray`] with ghost layers, halo exchange, scatter/gather, transposes, reductions and `.npy`
 //!   files through MPI-IO.
+//! - [`hybrid`]: threads inside ranks — [`hybrid::Hybrid`] sizes each rank's rayon pool to the CPUs it has to
+//!   itself and reports the layout; node information, node-shared arrays ([`hybrid::NodeArray`]), hierarchical
+//!   collectives, overlap with progress calls, thread-count-independent sums.
 //! - [`error`]: [`Error`], [`ErrorKind`], [`Result`].
 //! - [`farm`]: a task farm — [`farm::Farm`] runs a function over many tasks across the ranks with a static,
 //!   dynamic or guided [`farm::Schedule`], results in task order, and reports the load balance.

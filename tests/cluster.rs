@@ -1,5 +1,5 @@
 //! A simulated cluster: three hosts in network namespaces, ranks on different hosts talking over TCP
-//! (`tests/simcluster.sh`). Runs the examples, the messaging cases and the node-local split across the hosts, shows
+//! (`tests/simcluster.sh`). Runs the examples, the messaging and hybrid cases and the node-local split across the hosts, shows
 //! that the job needs TCP, and injects faults (a host dies, a rank dies, a remote rank panics): each must end the
 //! job in time and leave no namespace or process behind. Needs root; elsewhere the tests say so and are skipped.
 
@@ -107,6 +107,7 @@ fn fault_panic(comm: &Comm) -> spmd::Result<()> {
 fn cases() -> Vec<Case> {
     let mut v: Vec<Case> = vec![world_case("node_local", node_local)];
     v.extend(suites::messaging::CASES.iter().filter(|c| !c.special).copied());
+    v.extend(suites::hybrid::CASES.iter().filter(|c| !c.special).copied());
     v.push(special("fault_wait", fault_wait));
     v.push(special("fault_panic", fault_panic));
     v
@@ -209,6 +210,32 @@ fn messaging() -> Result<(), Failed> {
         out.elapsed.as_secs_f64()
     );
     common::check_cases_ok(&cases(), None, NP, &out).map_err(Failed::from)
+}
+
+/// The hybrid example across the hosts: the layout table shows 3 nodes with their ranks and threads, and each
+/// node allocates its own copy of the shared table.
+fn hybrid() -> Result<(), Failed> {
+    let out = sim(NP, common::example("hybrid")).args(["--table-mib", "4"]).run();
+    println!("{}", out.stdout);
+    let nodes_line = format!("{NP} ranks on {HOSTS} node(s)");
+    let per_node = out
+        .stdout
+        .lines()
+        .filter(|l| l.contains("MiB allocated by its 2 rank(s)"))
+        .count();
+    let rows = out
+        .stdout
+        .lines()
+        .filter(|l| l.trim_end().ends_with("affinity"))
+        .count();
+    if !out.success() || !out.stdout.contains(&nodes_line) || per_node != HOSTS || rows != NP {
+        return Err(format!(
+            "expected {nodes_line}, {NP} rank rows and {HOSTS} node copies\n{}",
+            out.describe()
+        )
+        .into());
+    }
+    Ok(())
 }
 
 fn tcp_is_needed() -> Result<(), Failed> {
@@ -467,6 +494,7 @@ fn main() {
         cluster_trial("pi", pi),
         cluster_trial("messaging_and_node_local", messaging),
         cluster_trial("tcp_is_needed", tcp_is_needed),
+        cluster_trial("hybrid_three_nodes", hybrid),
         cluster_trial("fault_kill_host", || faults(Fault::KillHost)),
         cluster_trial("fault_kill_rank", || faults(Fault::KillRank)),
         cluster_trial("fault_remote_panic", || faults(Fault::RemotePanic)),

@@ -193,15 +193,43 @@ fn heat2d_checkpoint_restart() -> Result<(), Failed> {
     Ok(())
 }
 
+/// `--threads T` gives the same field, bit for bit, as the serial computation (and so as one thread).
+fn heat2d_threads(np: usize) -> Result<(), Failed> {
+    for t in ["1", "2", "3"] {
+        let out = heat2d_run(np, &["--n", "41", "--steps", "30", "--threads", t, "--check"])?;
+        let line = format!("threads={t} ");
+        if !out.stdout.contains(&line) || !out.stdout.contains("bit-identical") {
+            return Err(format!("--threads {t}: no {line:?} or no check line\n{}", out.describe()).into());
+        }
+    }
+    Ok(())
+}
+
+/// The overlap example moves correct ghost rows in both modes, at any number of ranks.
+fn overlap(np: usize) -> Result<(), Failed> {
+    let out = common::mpirun(np, common::example("overlap"))
+        .args([
+            "--rows", "40", "--cols", "300", "--width", "7", "--reps", "3", "--check",
+        ])
+        .run();
+    if !out.success() || !out.stdout.contains("check: ghost rows correct") || !out.stdout.contains("hidden:") {
+        return Err(out.describe().into());
+    }
+    Ok(())
+}
+
 fn main() {
     let mut trials = Vec::new();
     for np in [1, 2, 3, 4] {
         trials.push(Trial::test(format!("hello::np{np}"), move || hello(np)));
         trials.push(Trial::test(format!("pi::np{np}"), move || pi(np)));
         trials.push(Trial::test(format!("heat2d::np{np}"), move || heat2d(np)));
+        trials.push(Trial::test(format!("overlap::np{np}"), move || overlap(np)));
     }
     trials.push(Trial::test("heat2d::decomposition_bytes", heat2d_decomposition_bytes));
     trials.push(Trial::test("heat2d::png", heat2d_png));
+    trials.push(Trial::test("heat2d::threads_np1", || heat2d_threads(1)));
+    trials.push(Trial::test("heat2d::threads_np2", || heat2d_threads(2)));
     trials.push(Trial::test("heat2d::checkpoint_restart", heat2d_checkpoint_restart));
     trials.push(Trial::test("pi::rejects_bad_input", pi_rejects_bad_input));
     trials.push(Trial::test("bench::runs", bench_runs));

@@ -15,8 +15,9 @@
 //! - Reductions over the owned blocks: [`DArray::sum`], [`DArray::dot`], [`DArray::norm2`],
 //!   [`DArray::norm_inf`], [`DArray::min_loc`], [`DArray::max_loc`], and [`DArray::sum_reproducible`], whose bits do
 //!   not depend on the number of threads.
-//! - Parallel `.npy` files: [`DArray::write_npy`] and [`DArray::read_npy`], each rank writing or reading its own
-//!   block through MPI-IO, readable by numpy and at any number of ranks.
+//! - Parallel `.npy` files: [`DArray::write_npy`] (blocks regrouped into row slabs, each rank writing one
+//!   contiguous range) and [`DArray::read_npy`] (each rank reading its own block), through MPI-IO, readable by
+//!   numpy and at any number of ranks.
 //!
 //! # The halo pattern
 //!

@@ -3,14 +3,14 @@
 
 use super::Hybrid;
 use crate::buffer::{Buffer, BufferMut};
-use crate::collective::Op;
+use crate::collective::{Op, size_error};
 use crate::error::{ErrorKind, Result, fail};
 
 /// How [`Hybrid::all_reduce_buf_with`] and [`Hybrid::broadcast_buf_with`] run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Strategy {
-    /// [`Strategy::Hierarchical`] when the communicator spans several nodes and some node runs several of its
-    /// ranks, else [`Strategy::Flat`].
+    /// [`Strategy::Flat`], unless [`Hybrid::tune_all_reduce`] measured the hierarchical all-reduce faster for
+    /// the message's size class on this communicator.
     #[default]
     Auto,
     /// The MPI library's own collective on the whole communicator.
@@ -20,15 +20,56 @@ pub enum Strategy {
 }
 
 impl Hybrid<'_> {
-    fn hierarchical(&self, s: Strategy) -> bool {
+    fn hierarchical(&self, s: Strategy, bytes: usize) -> bool {
         match s {
             Strategy::Flat => false,
             Strategy::Hierarchical => true,
-            Strategy::Auto => {
-                let max_local = self.places.iter().map(|&(_, l)| l + 1).max().unwrap_or(1);
-                self.info.nodes > 1 && max_local > 1
-            }
+            Strategy::Auto => self.tuned.iter().find(|t| bytes <= t.0).is_some_and(|t| t.1),
         }
+    }
+
+    /// Times the flat and the hierarchical all-reduce on this communicator at 8 B, 1 KiB, 64 KiB and 1 MiB
+    /// (collective; a few hundred calls, interleaved) and makes [`Strategy::Auto`] use, for each size class, the
+    /// faster one. Every rank takes the same decision (the slowest rank's times count). Without tuning, `Auto`
+    /// is flat: on the machines spmd is measured on, the flat all-reduce was the faster at every size even
+    /// across simulated hosts (see the README), while on clusters whose network is much slower than their
+    /// shared memory the hierarchical one usually wins. Returns the decisions as (up to bytes, hierarchical).
+    ///
+    /// ```no_run
+    /// # let universe = spmd::init()?; let world = universe.world();
+    /// let mut hybrid = spmd::hybrid::Hybrid::new(&world, spmd::hybrid::Threads::Auto)?;
+    /// for (bytes, hier) in hybrid.tune_all_reduce()? {
+    ///     println!("up to {bytes} bytes: {}", if hier { "hierarchical" } else { "flat" });
+    /// }
+    /// # Ok::<(), spmd::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`crate::ErrorKind::Mpi`] if MPI fails.
+    pub fn tune_all_reduce(&mut self) -> Result<Vec<(usize, bool)>> {
+        let mut out = Vec::new();
+        let sizes = [1usize, 128, 8192, 131_072];
+        for (k, &n) in sizes.iter().enumerate() {
+            let send = vec![0.0f64; n];
+            let mut recv = vec![0.0f64; n];
+            let reps = (2_000_000 / (n * 8 + 20_000)).clamp(2, 50);
+            let mut best = [f64::INFINITY; 2];
+            for _ in 0..3 {
+                for (i, s) in [Strategy::Flat, Strategy::Hierarchical].into_iter().enumerate() {
+                    self.comm.barrier()?;
+                    let t0 = crate::sys::wtime();
+                    for _ in 0..reps {
+                        self.all_reduce_buf_with(s, &send[..], &mut recv[..], Op::Sum)?;
+                    }
+                    let t = self.comm.all_reduce_scalar(crate::sys::wtime() - t0, Op::Max)?;
+                    best[i] = best[i].min(t);
+                }
+            }
+            let upto = if k + 1 == sizes.len() { usize::MAX } else { n * 8 * 8 };
+            out.push((upto, best[1] < best[0]));
+        }
+        self.tuned = out.clone();
+        Ok(out)
     }
 
     /// All-reduce of a buffer over the communicator with [`Strategy::Auto`] (collective).
@@ -63,17 +104,28 @@ impl Hybrid<'_> {
         S: Buffer + ?Sized,
         R: BufferMut<Item = S::Item> + ?Sized,
     {
-        if !self.hierarchical(strategy) {
+        if !self.hierarchical(strategy, send.view().len * std::mem::size_of::<S::Item>()) {
             return self.comm.all_reduce_buf(send, recv, op);
         }
+        // One agreement on the lengths over the whole communicator, then three steps whose lengths agree.
+        let name = "all_reduce_buf";
+        let (n, m) = (send.view().len, recv.view_mut().len);
+        let local = (n != m).then(|| {
+            size_error(
+                name,
+                format!("the send buffer holds {n} elements but the receive buffer {m}"),
+            )
+        });
+        self.comm.agree(name, "buffer lengths", n, local)?;
+        let node = self.node_comm.agreed();
         match &self.leaders {
             Some(leaders) => {
-                self.node_comm.reduce_buf(0, send, Some(&mut *recv), op)?;
-                leaders.all_reduce_buf_in_place(recv, op)?;
+                node.reduce_buf(0, send, Some(&mut *recv), op)?;
+                leaders.agreed().all_reduce_buf_in_place(recv, op)?;
             }
-            None => self.node_comm.reduce_buf(0, send, None::<&mut R>, op)?,
+            None => node.reduce_buf(0, send, None::<&mut R>, op)?,
         }
-        self.node_comm.broadcast_buf(0, recv)
+        node.broadcast_buf(0, recv)
     }
 
     /// Broadcast of a buffer from `root` with [`Strategy::Auto`] (collective).
@@ -95,7 +147,7 @@ impl Hybrid<'_> {
         self.broadcast_buf_with(Strategy::Auto, root, buf)
     }
 
-    /// Broadcast with a chosen [`Strategy`]: hierarchically, the root's node first, then the nodes' first ranks,
+    /// Broadcast with a chosen [`Strategy`] ([`Strategy::Auto`] is flat): hierarchically, the root's node first, then the nodes' first ranks,
     /// then the other nodes.
     ///
     /// # Errors
@@ -106,7 +158,7 @@ impl Hybrid<'_> {
         root: usize,
         buf: &mut B,
     ) -> Result<()> {
-        if !self.hierarchical(strategy) {
+        if strategy != Strategy::Hierarchical {
             return self.comm.broadcast_buf(root, buf);
         }
         let Some(&(rnode, rlocal)) = self.places.get(root) else {
@@ -118,14 +170,17 @@ impl Hybrid<'_> {
                 ),
             );
         };
+        let n = buf.view_mut().len;
+        self.comm.agree("broadcast_buf", "buffer lengths", n, None)?;
+        let node = self.node_comm.agreed();
         if self.info.node == rnode {
-            self.node_comm.broadcast_buf(rlocal, buf)?;
+            node.broadcast_buf(rlocal, buf)?;
         }
         if let Some(leaders) = &self.leaders {
-            leaders.broadcast_buf(rnode, buf)?;
+            leaders.agreed().broadcast_buf(rnode, buf)?;
         }
         if self.info.node != rnode {
-            self.node_comm.broadcast_buf(0, buf)?;
+            node.broadcast_buf(0, buf)?;
         }
         Ok(())
     }

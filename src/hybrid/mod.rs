@@ -157,6 +157,8 @@ pub struct Hybrid<'u> {
     source: ThreadSource,
     global_pool: bool,
     pool: rayon::ThreadPool,
+    /// The all-reduce decisions of `tune_all_reduce`: (up to bytes, hierarchical).
+    tuned: Vec<(usize, bool)>,
 }
 
 impl<'u> Hybrid<'u> {
@@ -229,6 +231,7 @@ impl<'u> Hybrid<'u> {
             source,
             global_pool,
             pool,
+            tuned: Vec::new(),
         })
     }
 

@@ -179,7 +179,15 @@ fn node_array(comm: &Comm) -> spmd::Result<()> {
 
 /// Hierarchical and flat all-reduce and broadcast agree (integers: exactly), from every root.
 fn hierarchical(comm: &Comm) -> spmd::Result<()> {
-    let h = Hybrid::new(comm, Threads::Exactly(1))?;
+    let mut h = Hybrid::new(comm, Threads::Exactly(1))?;
+    let tuned = h.tune_all_reduce()?;
+    check!(comm, tuned.len() == 4 && tuned[3].0 == usize::MAX, "{tuned:?}");
+    let all = comm.all_gather_obj(&tuned)?;
+    check!(
+        comm,
+        all.iter().all(|t| *t == tuned),
+        "ranks decided differently: {all:?}"
+    );
     let send: Vec<i64> = (0..1000).map(|i| (i * (comm.rank() as i64 + 1)) % 97).collect();
     let (mut flat, mut hier) = (vec![0i64; 1000], vec![0i64; 1000]);
     for op in [Op::Sum, Op::Max, Op::Min] {
