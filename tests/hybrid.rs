@@ -12,6 +12,10 @@ use suites::hybrid::CASES;
 
 /// Runs the layout case under `mpirun` with extra launcher options; every rank checks its pool size.
 fn layout(np: usize, mpirun_args: &[&str], env: &[(&str, &str)]) -> Result<(), Failed> {
+    if np > common::max_np() {
+        println!("skipped: {np} ranks > SPMD_TEST_MAX_NP");
+        return Ok(());
+    }
     let mut job = common::special_job(np, "layout").env("RAYON_NUM_THREADS", "");
     job.mpirun_args = mpirun_args.iter().map(|s| s.to_string()).collect();
     for (k, v) in env {
