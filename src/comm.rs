@@ -163,7 +163,9 @@ impl<'u> Comm<'u> {
     ///
     /// # Errors
     /// [`ErrorKind::Mpi`] if MPI fails.
+    #[track_caller]
     pub fn barrier(&self) -> Result<()> {
+        let _wait = self.watch("barrier");
         crate::request::run_collective("barrier", self.checked, |nb| self.inner.raw.barrier(nb))
     }
 
@@ -255,6 +257,13 @@ impl<'u> Comm<'u> {
 
     /// A handle without the size agreement, for spmd's own steps whose sizes agree by construction (lengths
     /// exchanged just before, or one element on every rank).
+    /// Records, for the hang diagnosis, that the calling thread enters operation `op` on this communicator.
+    #[track_caller]
+    #[inline]
+    pub(crate) fn watch(&self, op: &'static str) -> crate::runtime::watch::Guard {
+        crate::runtime::watch::enter(op, Arc::as_ptr(&self.inner) as usize, self.inner.size)
+    }
+
     pub(crate) fn agreed(&self) -> Comm<'u> {
         Comm {
             checked: false,

@@ -27,7 +27,9 @@ impl<'u> Comm<'u> {
     /// # Errors
     /// [`crate::ErrorKind::InvalidRank`] for a bad root; [`crate::ErrorKind::SizeMismatch`] on every rank if the
     /// lengths differ; [`crate::ErrorKind::Mpi`].
+    #[track_caller]
     pub fn broadcast_buf<B: BufferMut + ?Sized>(&self, root: usize, buf: &mut B) -> Result<()> {
+        let _wait = self.watch("broadcast_buf");
         let op = "broadcast_buf";
         self.check_root(op, root)?;
         let v = buf.view_mut();
@@ -166,11 +168,13 @@ impl<'u> Comm<'u> {
     /// [`crate::ErrorKind::InvalidRank`]; [`crate::ErrorKind::SizeMismatch`] on every rank if lengths disagree or
     /// the root's buffer is missing or of the wrong length; [`crate::ErrorKind::NotContiguous`] for a strided
     /// receive buffer.
+    #[track_caller]
     pub fn gather_buf<S, R>(&self, root: usize, send: &S, recv: Option<&mut R>) -> Result<()>
     where
         S: Buffer + ?Sized,
         R: BufferMut<Item = S::Item> + ?Sized,
     {
+        let _wait = self.watch("gather_buf");
         self.check_root("gather_buf", root)?;
         let sv = send.view();
         let rv = recv.map(|r| r.view_mut());
@@ -193,11 +197,13 @@ impl<'u> Comm<'u> {
     ///
     /// # Errors
     /// As [`Comm::gather_buf`].
+    #[track_caller]
     pub fn gather_buf_root<S, R>(&self, send: &S, recv: &mut R) -> Result<()>
     where
         S: Buffer + ?Sized,
         R: BufferMut<Item = S::Item> + ?Sized,
     {
+        let _wait = self.watch("gather_buf_root");
         self.gather_buf(self.rank(), send, Some(recv))
     }
 
@@ -205,7 +211,9 @@ impl<'u> Comm<'u> {
     ///
     /// # Errors
     /// As [`Comm::gather_buf`].
+    #[track_caller]
     pub fn gather_buf_to<S: Buffer + ?Sized>(&self, root: usize, send: &S) -> Result<()> {
+        let _wait = self.watch("gather_buf_to");
         self.gather_buf::<S, [S::Item]>(root, send, None)
     }
 
@@ -222,7 +230,9 @@ impl<'u> Comm<'u> {
     ///
     /// # Errors
     /// As [`Comm::gather_buf`].
+    #[track_caller]
     pub fn gather_buf_vec<S: Buffer + ?Sized>(&self, root: usize, send: &S) -> Result<Option<Vec<S::Item>>> {
+        let _wait = self.watch("gather_buf_vec");
         if self.rank() == root {
             let mut out: Vec<S::Item> = crate::sys::memory::zeroed_vec(send.count().saturating_mul(self.size()));
             self.gather_buf(root, send, Some(&mut out[..]))?;
@@ -248,11 +258,13 @@ impl<'u> Comm<'u> {
     ///
     /// # Errors
     /// As [`Comm::gather_buf`].
+    #[track_caller]
     pub fn scatter_buf<S, R>(&self, root: usize, send: Option<&S>, recv: &mut R) -> Result<()>
     where
         S: Buffer + ?Sized,
         R: BufferMut<Item = S::Item> + ?Sized,
     {
+        let _wait = self.watch("scatter_buf");
         self.check_root("scatter_buf", root)?;
         let sv = send.map(|s| s.view());
         let rv = recv.view_mut();
@@ -263,11 +275,13 @@ impl<'u> Comm<'u> {
     ///
     /// # Errors
     /// As [`Comm::scatter_buf`].
+    #[track_caller]
     pub fn scatter_buf_root<S, R>(&self, send: &S, recv: &mut R) -> Result<()>
     where
         S: Buffer + ?Sized,
         R: BufferMut<Item = S::Item> + ?Sized,
     {
+        let _wait = self.watch("scatter_buf_root");
         self.scatter_buf(self.rank(), Some(send), recv)
     }
 
@@ -287,7 +301,9 @@ impl<'u> Comm<'u> {
     ///
     /// # Errors
     /// As [`Comm::scatter_buf`].
+    #[track_caller]
     pub fn scatter_buf_from<R: BufferMut + ?Sized>(&self, root: usize, recv: &mut R) -> Result<()> {
+        let _wait = self.watch("scatter_buf_from");
         self.scatter_buf::<[R::Item], R>(root, None, recv)
     }
 
@@ -305,11 +321,13 @@ impl<'u> Comm<'u> {
     ///
     /// # Errors
     /// [`crate::ErrorKind::SizeMismatch`] on every rank if lengths disagree; [`crate::ErrorKind::NotContiguous`].
+    #[track_caller]
     pub fn all_gather_buf<S, R>(&self, send: &S, recv: &mut R) -> Result<()>
     where
         S: Buffer + ?Sized,
         R: BufferMut<Item = S::Item> + ?Sized,
     {
+        let _wait = self.watch("all_gather_buf");
         let (sv, rv) = (send.view(), recv.view_mut());
         self.blocks_driver("all_gather_buf", BlockKind::Allgather, 0, Some(&sv), Some(&rv))
     }
@@ -326,7 +344,9 @@ impl<'u> Comm<'u> {
     ///
     /// # Errors
     /// As [`Comm::all_gather_buf`].
+    #[track_caller]
     pub fn all_gather_buf_vec<S: Buffer + ?Sized>(&self, send: &S) -> Result<Vec<S::Item>> {
+        let _wait = self.watch("all_gather_buf_vec");
         let mut out: Vec<S::Item> = crate::sys::memory::zeroed_vec(send.count().saturating_mul(self.size()));
         self.all_gather_buf(send, &mut out[..])?;
         Ok(out)
@@ -348,11 +368,13 @@ impl<'u> Comm<'u> {
     /// # Errors
     /// [`crate::ErrorKind::SizeMismatch`] on every rank if the buffers are not size equal blocks or the block
     /// lengths disagree; [`crate::ErrorKind::NotContiguous`].
+    #[track_caller]
     pub fn all_to_all_buf<S, R>(&self, send: &S, recv: &mut R) -> Result<()>
     where
         S: Buffer + ?Sized,
         R: BufferMut<Item = S::Item> + ?Sized,
     {
+        let _wait = self.watch("all_to_all_buf");
         let (sv, rv) = (send.view(), recv.view_mut());
         self.blocks_driver("all_to_all_buf", BlockKind::Alltoall, 0, Some(&sv), Some(&rv))
     }

@@ -178,6 +178,7 @@ pub(crate) type Local = Option<Error>;
 impl<'u> Comm<'u> {
     pub(crate) fn check_root(&self, op: &str, root: usize) -> Result<()> {
         if root < self.size() {
+            crate::runtime::watch::note_side(crate::runtime::watch::Side::Root(root));
             Ok(())
         } else {
             fail(
@@ -195,6 +196,7 @@ impl<'u> Comm<'u> {
     /// Returns whether the data phase must be non-blocking (some rank has receives pending), the same on every
     /// rank.
     pub(crate) fn agree(&self, op: &str, what: &str, n: usize, local: Local) -> Result<bool> {
+        crate::runtime::watch::note_count(n);
         if !self.checked {
             return match local {
                 None => Ok(false),

@@ -102,8 +102,11 @@ impl<T> poll::Poll for CollRequest<'_, T> {
 impl<T> Completion for CollRequest<'_, T> {
     type Output = T;
 
+    #[track_caller]
     fn wait(mut self) -> Result<T> {
+        let _wait = crate::runtime::watch::enter("wait (collective)", 0, 0);
         while !self.advance(!engine::busy())? {
+            crate::runtime::watch::waiting("collective wait");
             engine::progress();
         }
         match std::mem::replace(&mut self.step, Step::Taken) {

@@ -75,7 +75,9 @@ impl<'u> Comm<'u> {
     /// # Errors
     /// On every rank: [`ErrorKind::InvalidArgument`] if the root passes `None`; [`ErrorKind::Encode`] (at the
     /// root) or the root's encode error; [`ErrorKind::Decode`]; [`ErrorKind::InvalidRank`].
+    #[track_caller]
     pub fn broadcast_obj<T: Serialize + DeserializeOwned>(&self, root: usize, value: Option<T>) -> Result<T> {
+        let _wait = self.watch("broadcast_obj");
         let op = "broadcast_obj";
         let mine = if self.rank() == root {
             Some(match &value {
@@ -113,7 +115,9 @@ impl<'u> Comm<'u> {
     /// # Errors
     /// [`ErrorKind::Encode`] on the rank whose value cannot be serialised, and at the root a decode error naming
     /// that rank; [`ErrorKind::InvalidRank`].
+    #[track_caller]
     pub fn gather_obj<T: Serialize + DeserializeOwned>(&self, root: usize, value: &T) -> Result<Option<Vec<T>>> {
+        let _wait = self.watch("gather_obj");
         let op = "gather_obj";
         self.check_root(op, root)?;
         let (mine, err, lens) = self.encode_and_lengths(value)?;
@@ -147,7 +151,9 @@ impl<'u> Comm<'u> {
     /// # Errors
     /// On every rank: [`ErrorKind::InvalidArgument`] if the root passes `None` or a wrong number of items; the
     /// root's encode error; [`ErrorKind::Decode`]; [`ErrorKind::InvalidRank`].
+    #[track_caller]
     pub fn scatter_obj<T: Serialize + DeserializeOwned>(&self, root: usize, items: Option<Vec<T>>) -> Result<T> {
+        let _wait = self.watch("scatter_obj");
         let op = "scatter_obj";
         self.check_root(op, root)?;
         let p = self.size();
@@ -207,7 +213,9 @@ impl<'u> Comm<'u> {
     ///
     /// # Errors
     /// [`ErrorKind::Encode`] on the rank whose value cannot be serialised, a decode error naming it elsewhere.
+    #[track_caller]
     pub fn all_gather_obj<T: Serialize + DeserializeOwned>(&self, value: &T) -> Result<Vec<T>> {
+        let _wait = self.watch("all_gather_obj");
         let op = "all_gather_obj";
         let (mine, err, lens) = self.encode_and_lengths(value)?;
         let counts: Vec<usize> = lens.iter().map(|&l| l as usize).collect();
@@ -232,7 +240,9 @@ impl<'u> Comm<'u> {
     /// # Errors
     /// [`ErrorKind::InvalidArgument`] (on every rank) if a rank passes a wrong number of items; encode and decode
     /// errors.
+    #[track_caller]
     pub fn all_to_all_obj<T: Serialize + DeserializeOwned>(&self, items: Vec<T>) -> Result<Vec<T>> {
+        let _wait = self.watch("all_to_all_obj");
         let op = "all_to_all_obj";
         let p = self.size();
         let parts: Vec<Vec<u8>> = if items.len() != p {
@@ -278,11 +288,13 @@ impl<'u> Comm<'u> {
     ///
     /// # Errors
     /// As [`Comm::gather_obj`].
+    #[track_caller]
     pub fn reduce_obj<T, F>(&self, root: usize, value: T, f: F) -> Result<Option<T>>
     where
         T: Serialize + DeserializeOwned,
         F: Fn(T, T) -> T,
     {
+        let _wait = self.watch("reduce_obj");
         Ok(self.gather_obj(root, &value)?.map(|all| fold(all, &f)))
     }
 
@@ -297,11 +309,13 @@ impl<'u> Comm<'u> {
     ///
     /// # Errors
     /// As [`Comm::all_gather_obj`].
+    #[track_caller]
     pub fn all_reduce_obj<T, F>(&self, value: T, f: F) -> Result<T>
     where
         T: Serialize + DeserializeOwned,
         F: Fn(T, T) -> T,
     {
+        let _wait = self.watch("all_reduce_obj");
         Ok(fold(self.all_gather_obj(&value)?, &f))
     }
 
@@ -317,11 +331,13 @@ impl<'u> Comm<'u> {
     ///
     /// # Errors
     /// As [`Comm::all_gather_obj`].
+    #[track_caller]
     pub fn scan_obj<T, F>(&self, value: T, f: F) -> Result<T>
     where
         T: Serialize + DeserializeOwned,
         F: Fn(T, T) -> T,
     {
+        let _wait = self.watch("scan_obj");
         let mut all = self.all_gather_obj(&value)?;
         all.truncate(self.rank() + 1);
         Ok(fold(all, &f))
@@ -338,11 +354,13 @@ impl<'u> Comm<'u> {
     ///
     /// # Errors
     /// As [`Comm::all_gather_obj`].
+    #[track_caller]
     pub fn exscan_obj<T, F>(&self, value: T, f: F) -> Result<Option<T>>
     where
         T: Serialize + DeserializeOwned,
         F: Fn(T, T) -> T,
     {
+        let _wait = self.watch("exscan_obj");
         let mut all = self.all_gather_obj(&value)?;
         all.truncate(self.rank());
         Ok((!all.is_empty()).then(|| fold(all, &f)))
@@ -361,11 +379,13 @@ impl<'u> Comm<'u> {
     ///
     /// # Errors
     /// As [`Comm::all_to_all_obj`].
+    #[track_caller]
     pub fn reduce_scatter_obj<T, F>(&self, items: Vec<T>, f: F) -> Result<T>
     where
         T: Serialize + DeserializeOwned,
         F: Fn(T, T) -> T,
     {
+        let _wait = self.watch("reduce_scatter_obj");
         Ok(fold(self.all_to_all_obj(items)?, &f))
     }
 }

@@ -101,11 +101,13 @@ impl<'u> Comm<'u> {
     /// [`crate::ErrorKind::InvalidArgument`] if `op` is not defined for the element type;
     /// [`crate::ErrorKind::SizeMismatch`] on every rank if lengths disagree; [`crate::ErrorKind::NotContiguous`];
     /// [`crate::ErrorKind::InvalidRank`].
+    #[track_caller]
     pub fn reduce_buf<S, R>(&self, root: usize, send: &S, recv: Option<&mut R>, op: Op) -> Result<()>
     where
         S: Buffer + ?Sized,
         R: BufferMut<Item = S::Item> + ?Sized,
     {
+        let _wait = self.watch("reduce_buf");
         self.check_root("reduce_buf", root)?;
         let sv = send.view();
         let rv = recv.map(|r| r.view_mut());
@@ -130,11 +132,13 @@ impl<'u> Comm<'u> {
     ///
     /// # Errors
     /// As [`Comm::reduce_buf`].
+    #[track_caller]
     pub fn reduce_buf_root<S, R>(&self, send: &S, recv: &mut R, op: Op) -> Result<()>
     where
         S: Buffer + ?Sized,
         R: BufferMut<Item = S::Item> + ?Sized,
     {
+        let _wait = self.watch("reduce_buf_root");
         self.reduce_buf(self.rank(), send, Some(recv), op)
     }
 
@@ -142,7 +146,9 @@ impl<'u> Comm<'u> {
     ///
     /// # Errors
     /// As [`Comm::reduce_buf`].
+    #[track_caller]
     pub fn reduce_buf_to<S: Buffer + ?Sized>(&self, root: usize, send: &S, op: Op) -> Result<()> {
+        let _wait = self.watch("reduce_buf_to");
         self.reduce_buf::<S, [S::Item]>(root, send, None, op)
     }
 
@@ -161,11 +167,13 @@ impl<'u> Comm<'u> {
     ///
     /// # Errors
     /// As [`Comm::reduce_buf`].
+    #[track_caller]
     pub fn all_reduce_buf<S, R>(&self, send: &S, recv: &mut R, op: Op) -> Result<()>
     where
         S: Buffer + ?Sized,
         R: BufferMut<Item = S::Item> + ?Sized,
     {
+        let _wait = self.watch("all_reduce_buf");
         let (sv, rv) = (send.view(), recv.view_mut());
         self.reduce_driver("all_reduce_buf", Shape::Like(ScanKind::All), Some(&sv), Some(&rv), op)
     }
@@ -182,7 +190,9 @@ impl<'u> Comm<'u> {
     ///
     /// # Errors
     /// As [`Comm::reduce_buf`].
+    #[track_caller]
     pub fn all_reduce_buf_in_place<B: BufferMut + ?Sized>(&self, buf: &mut B, op: Op) -> Result<()> {
+        let _wait = self.watch("all_reduce_buf_in_place");
         let rv = buf.view_mut();
         self.reduce_driver(
             "all_reduce_buf_in_place",
@@ -206,7 +216,9 @@ impl<'u> Comm<'u> {
     ///
     /// # Errors
     /// As [`Comm::reduce_buf`].
+    #[track_caller]
     pub fn reduce_scalar<T: Data>(&self, root: usize, value: T, op: Op) -> Result<Option<T>> {
+        let _wait = self.watch("reduce_scalar");
         let mut out = [value];
         if self.rank() == root {
             self.reduce_buf(root, &[value], Some(&mut out[..]), op)?;
@@ -228,7 +240,9 @@ impl<'u> Comm<'u> {
     ///
     /// # Errors
     /// As [`Comm::reduce_buf`].
+    #[track_caller]
     pub fn all_reduce_scalar<T: Data>(&self, value: T, op: Op) -> Result<T> {
+        let _wait = self.watch("all_reduce_scalar");
         let mut out = [value];
         self.all_reduce_buf(&[value], &mut out[..], op)?;
         Ok(out[0])
@@ -247,11 +261,13 @@ impl<'u> Comm<'u> {
     ///
     /// # Errors
     /// As [`Comm::reduce_buf`].
+    #[track_caller]
     pub fn scan_buf<S, R>(&self, send: &S, recv: &mut R, op: Op) -> Result<()>
     where
         S: Buffer + ?Sized,
         R: BufferMut<Item = S::Item> + ?Sized,
     {
+        let _wait = self.watch("scan_buf");
         let (sv, rv) = (send.view(), recv.view_mut());
         self.reduce_driver("scan_buf", Shape::Like(ScanKind::Scan), Some(&sv), Some(&rv), op)
     }
@@ -270,11 +286,13 @@ impl<'u> Comm<'u> {
     ///
     /// # Errors
     /// As [`Comm::reduce_buf`].
+    #[track_caller]
     pub fn exscan_buf<S, R>(&self, send: &S, recv: &mut R, op: Op) -> Result<()>
     where
         S: Buffer + ?Sized,
         R: BufferMut<Item = S::Item> + ?Sized,
     {
+        let _wait = self.watch("exscan_buf");
         let (sv, rv) = (send.view(), recv.view_mut());
         self.reduce_driver("exscan_buf", Shape::Like(ScanKind::Exscan), Some(&sv), Some(&rv), op)
     }
@@ -294,11 +312,13 @@ impl<'u> Comm<'u> {
     ///
     /// # Errors
     /// As [`Comm::reduce_buf`].
+    #[track_caller]
     pub fn reduce_scatter_block_buf<S, R>(&self, send: &S, recv: &mut R, op: Op) -> Result<()>
     where
         S: Buffer + ?Sized,
         R: BufferMut<Item = S::Item> + ?Sized,
     {
+        let _wait = self.watch("reduce_scatter_block_buf");
         let counts = vec![recv.count(); self.size()];
         self.reduce_scatter_driver("reduce_scatter_block_buf", send, recv, &counts, op, true)
     }
@@ -319,11 +339,13 @@ impl<'u> Comm<'u> {
     /// # Errors
     /// As [`Comm::reduce_buf`]; [`crate::ErrorKind::SizeMismatch`] on every rank if the ranks pass different
     /// `counts`, or `counts` does not have one entry per rank.
+    #[track_caller]
     pub fn reduce_scatter_buf<S, R>(&self, send: &S, recv: &mut R, counts: &[usize], op: Op) -> Result<()>
     where
         S: Buffer + ?Sized,
         R: BufferMut<Item = S::Item> + ?Sized,
     {
+        let _wait = self.watch("reduce_scatter_buf");
         self.reduce_scatter_driver("reduce_scatter_buf", send, recv, counts, op, false)
     }
 

@@ -141,11 +141,13 @@ impl<'u> Comm<'u> {
     /// hold the sum of the counts, the counts are not one per rank); at the root if a rank sends a different
     /// count than the root's `counts` say (nothing is written to `recv` then). [`ErrorKind::NotContiguous`],
     /// [`ErrorKind::InvalidRank`].
+    #[track_caller]
     pub fn gather_varcount_buf<S, R>(&self, root: usize, send: &S, recv: Option<(&mut R, &[usize])>) -> Result<()>
     where
         S: Buffer + ?Sized,
         R: BufferMut<Item = S::Item> + ?Sized,
     {
+        let _wait = self.watch("gather_varcount_buf");
         let op = "gather_varcount_buf";
         self.check_root(op, root)?;
         let (p, me) = (self.size(), self.rank());
@@ -228,11 +230,13 @@ impl<'u> Comm<'u> {
     ///
     /// # Errors
     /// As [`Comm::gather_varcount_buf`].
+    #[track_caller]
     pub fn gather_varcount_buf_root<S, R>(&self, send: &S, recv: &mut R, counts: &[usize]) -> Result<()>
     where
         S: Buffer + ?Sized,
         R: BufferMut<Item = S::Item> + ?Sized,
     {
+        let _wait = self.watch("gather_varcount_buf_root");
         self.gather_varcount_buf(self.rank(), send, Some((recv, counts)))
     }
 
@@ -240,7 +244,9 @@ impl<'u> Comm<'u> {
     ///
     /// # Errors
     /// As [`Comm::gather_varcount_buf`].
+    #[track_caller]
     pub fn gather_varcount_buf_to<S: Buffer + ?Sized>(&self, root: usize, send: &S) -> Result<()> {
+        let _wait = self.watch("gather_varcount_buf_to");
         self.gather_varcount_buf::<S, [S::Item]>(root, send, None)
     }
 
@@ -261,11 +267,13 @@ impl<'u> Comm<'u> {
     /// [`ErrorKind::SizeMismatch`]: on every rank if the root's arguments are unusable; on a rank whose `recv`
     /// does not hold its count (nothing is written to it then). [`ErrorKind::NotContiguous`],
     /// [`ErrorKind::InvalidRank`].
+    #[track_caller]
     pub fn scatter_varcount_buf<S, R>(&self, root: usize, send: Option<(&S, &[usize])>, recv: &mut R) -> Result<()>
     where
         S: Buffer + ?Sized,
         R: BufferMut<Item = S::Item> + ?Sized,
     {
+        let _wait = self.watch("scatter_varcount_buf");
         let op = "scatter_varcount_buf";
         self.check_root(op, root)?;
         let (p, me) = (self.size(), self.rank());
@@ -359,11 +367,13 @@ impl<'u> Comm<'u> {
     ///
     /// # Errors
     /// As [`Comm::scatter_varcount_buf`].
+    #[track_caller]
     pub fn scatter_varcount_buf_root<S, R>(&self, send: &S, counts: &[usize], recv: &mut R) -> Result<()>
     where
         S: Buffer + ?Sized,
         R: BufferMut<Item = S::Item> + ?Sized,
     {
+        let _wait = self.watch("scatter_varcount_buf_root");
         self.scatter_varcount_buf(self.rank(), Some((send, counts)), recv)
     }
 
@@ -371,7 +381,9 @@ impl<'u> Comm<'u> {
     ///
     /// # Errors
     /// As [`Comm::scatter_varcount_buf`].
+    #[track_caller]
     pub fn scatter_varcount_buf_from<R: BufferMut + ?Sized>(&self, root: usize, recv: &mut R) -> Result<()> {
+        let _wait = self.watch("scatter_varcount_buf_from");
         self.scatter_varcount_buf::<[R::Item], R>(root, None, recv)
     }
 
@@ -391,11 +403,13 @@ impl<'u> Comm<'u> {
     /// # Errors
     /// [`ErrorKind::SizeMismatch`] on every rank if a rank's buffers are unusable, and on a rank whose `counts`
     /// disagree with what the ranks send (nothing is written to its `recv` then); [`ErrorKind::NotContiguous`].
+    #[track_caller]
     pub fn all_gather_varcount_buf<S, R>(&self, send: &S, recv: &mut R, counts: &[usize]) -> Result<()>
     where
         S: Buffer + ?Sized,
         R: BufferMut<Item = S::Item> + ?Sized,
     {
+        let _wait = self.watch("all_gather_varcount_buf");
         let op = "all_gather_varcount_buf";
         let p = self.size();
         let (sv, rv) = (send.view(), recv.view_mut());
@@ -479,6 +493,7 @@ impl<'u> Comm<'u> {
     /// [`ErrorKind::SizeMismatch`] on every rank if a rank's buffers are unusable, and on a rank whose
     /// `recv_counts` disagree with what the others send it (nothing is written to its `recv` then);
     /// [`ErrorKind::NotContiguous`].
+    #[track_caller]
     pub fn all_to_all_varcount_buf<S, R>(
         &self,
         send: &S,
@@ -490,6 +505,7 @@ impl<'u> Comm<'u> {
         S: Buffer + ?Sized,
         R: BufferMut<Item = S::Item> + ?Sized,
     {
+        let _wait = self.watch("all_to_all_varcount_buf");
         let op = "all_to_all_varcount_buf";
         let p = self.size();
         let (sv, rv) = (send.view(), recv.view_mut());

@@ -80,6 +80,7 @@ mod recv;
 use crate::buffer::{Buffer, BufferMut, Data, Elem};
 use crate::comm::Comm;
 use crate::error::{ErrorKind, Result, fail};
+use crate::runtime::watch;
 use crate::sys::{self as raw, Desc, RawStatus, p2p::Mode};
 
 pub(crate) use recv::{recv_into_desc, recv_object, truncated, wrong_family_for_buffer};
@@ -272,7 +273,11 @@ impl<'u> Comm<'u> {
         check_tag(op, tag)?;
         match dest.0 {
             None => Ok(None),
-            Some(d) if d < self.size() => Ok(Some(d as i32)),
+            Some(d) if d < self.size() => {
+                watch::note_side(watch::Side::Peer(d as i32));
+                watch::note_tag(tag);
+                Ok(Some(d as i32))
+            }
             Some(d) => fail(
                 ErrorKind::InvalidRank,
                 format!(
@@ -307,6 +312,12 @@ impl<'u> Comm<'u> {
                 t
             }
         };
+        watch::note_side(if s == raw::any_source() {
+            watch::Side::AnySource
+        } else {
+            watch::Side::Peer(s)
+        });
+        watch::note_tag(t);
         Ok(Some((s, t)))
     }
 
@@ -342,7 +353,9 @@ impl<'u> Comm<'u> {
     /// # Errors
     /// [`ErrorKind::InvalidRank`], [`ErrorKind::InvalidTag`], or [`ErrorKind::Mpi`].
     #[inline]
+    #[track_caller]
     pub fn send_buf<B: Buffer + ?Sized>(&self, dest: impl Into<Peer>, tag: Tag, buf: &B) -> Result<()> {
+        let _wait = self.watch("send_buf");
         let Some(d) = self.dest_arg("send_buf", dest.into(), tag)? else {
             return Ok(());
         };
@@ -366,7 +379,9 @@ impl<'u> Comm<'u> {
     ///
     /// # Errors
     /// As [`Comm::send_buf`].
+    #[track_caller]
     pub fn ssend_buf<B: Buffer + ?Sized>(&self, dest: impl Into<Peer>, tag: Tag, buf: &B) -> Result<()> {
+        let _wait = self.watch("ssend_buf");
         let Some(d) = self.dest_arg("ssend_buf", dest.into(), tag)? else {
             return Ok(());
         };
@@ -394,12 +409,14 @@ impl<'u> Comm<'u> {
     /// [`ErrorKind::Truncated`] if the message is larger than `buf` (the message is consumed);
     /// [`ErrorKind::WrongFamily`] if an object message arrived; [`ErrorKind::InvalidRank`],
     /// [`ErrorKind::InvalidTag`], [`ErrorKind::Mpi`].
+    #[track_caller]
     pub fn recv_buf_into<B: BufferMut + ?Sized>(
         &self,
         source: impl Into<Source>,
         tag: impl Into<TagMatch>,
         buf: &mut B,
     ) -> Result<Status> {
+        let _wait = self.watch("recv_buf_into");
         let Some((s, t)) = self.match_args("recv_buf_into", source.into(), tag.into())? else {
             return Ok(Status::null());
         };
@@ -425,7 +442,9 @@ impl<'u> Comm<'u> {
     /// # Errors
     /// [`ErrorKind::SizeMismatch`] if the message is not a whole number of `T`s; [`ErrorKind::WrongFamily`];
     /// [`ErrorKind::InvalidRank`], [`ErrorKind::InvalidTag`], [`ErrorKind::Mpi`].
+    #[track_caller]
     pub fn recv_buf<T: Data>(&self, source: impl Into<Source>, tag: impl Into<TagMatch>) -> Result<(Vec<T>, Status)> {
+        let _wait = self.watch("recv_buf");
         let Some((s, t)) = self.match_args("recv_buf", source.into(), tag.into())? else {
             return Ok((Vec::new(), Status::null()));
         };
@@ -447,6 +466,7 @@ impl<'u> Comm<'u> {
     ///
     /// # Errors
     /// As [`Comm::send_buf`] and [`Comm::recv_buf_into`].
+    #[track_caller]
     pub fn sendrecv_buf<S: Buffer + ?Sized, R: BufferMut + ?Sized>(
         &self,
         dest: impl Into<Peer>,
@@ -456,6 +476,7 @@ impl<'u> Comm<'u> {
         recv_tag: impl Into<TagMatch>,
         recv: &mut R,
     ) -> Result<Status> {
+        let _wait = self.watch("sendrecv_buf");
         let d = self.dest_arg("sendrecv_buf", dest.into(), send_tag)?;
         let st = self.match_args("sendrecv_buf", source.into(), recv_tag.into())?;
         let sd = Desc::of(&send.view())?;
@@ -497,7 +518,9 @@ impl<'u> Comm<'u> {
     ///
     /// # Errors
     /// [`ErrorKind::InvalidRank`], [`ErrorKind::InvalidTag`], [`ErrorKind::Mpi`].
+    #[track_caller]
     pub fn probe(&self, source: impl Into<Source>, tag: impl Into<TagMatch>) -> Result<Status> {
+        let _wait = self.watch("probe");
         let Some((s, t)) = self.match_args("probe", source.into(), tag.into())? else {
             return Ok(Status::null());
         };
@@ -513,6 +536,7 @@ impl<'u> Comm<'u> {
             if let Some(st) = self.iprobe(Source::from_raw(s), TagMatch::from_raw(t))? {
                 return Ok(st);
             }
+            crate::runtime::watch::waiting("probe");
         }
     }
 

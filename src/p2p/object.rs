@@ -29,7 +29,9 @@ impl<'u> Comm<'u> {
     /// # Errors
     /// [`ErrorKind::Encode`] if serde fails; [`ErrorKind::InvalidRank`], [`ErrorKind::InvalidTag`],
     /// [`ErrorKind::Mpi`].
+    #[track_caller]
     pub fn send_obj<T: Serialize + ?Sized>(&self, dest: impl Into<Peer>, tag: Tag, value: &T) -> Result<()> {
+        let _wait = self.watch("send_obj");
         self.send_obj_mode("send_obj", dest.into(), tag, value, Mode::Standard)
     }
 
@@ -48,7 +50,9 @@ impl<'u> Comm<'u> {
     ///
     /// # Errors
     /// As [`Comm::send_obj`].
+    #[track_caller]
     pub fn ssend_obj<T: Serialize + ?Sized>(&self, dest: impl Into<Peer>, tag: Tag, value: &T) -> Result<()> {
+        let _wait = self.watch("ssend_obj");
         self.send_obj_mode("ssend_obj", dest.into(), tag, value, Mode::Synchronous)
     }
 
@@ -94,11 +98,13 @@ impl<'u> Comm<'u> {
     /// [`ErrorKind::Decode`] if the bytes are not a `T`; [`ErrorKind::WrongFamily`] if a buffer message arrived
     /// (it is consumed); [`ErrorKind::InvalidArgument`] for a receive from no process (there is no value);
     /// [`ErrorKind::InvalidRank`], [`ErrorKind::InvalidTag`], [`ErrorKind::Mpi`].
+    #[track_caller]
     pub fn recv_obj<T: DeserializeOwned>(
         &self,
         source: impl Into<Source>,
         tag: impl Into<TagMatch>,
     ) -> Result<(T, Status)> {
+        let _wait = self.watch("recv_obj");
         let Some((s, t)) = self.match_args("recv_obj", source.into(), tag.into())? else {
             return fail(
                 ErrorKind::InvalidArgument,
@@ -121,6 +127,7 @@ impl<'u> Comm<'u> {
     ///
     /// # Errors
     /// As [`Comm::send_obj`] and [`Comm::recv_obj`].
+    #[track_caller]
     pub fn sendrecv_obj<S: Serialize + ?Sized, R: DeserializeOwned>(
         &self,
         dest: impl Into<Peer>,
@@ -129,6 +136,7 @@ impl<'u> Comm<'u> {
         source: impl Into<Source>,
         recv_tag: impl Into<TagMatch>,
     ) -> Result<(R, Status)> {
+        let _wait = self.watch("sendrecv_obj");
         let req = self.isend_obj(dest, send_tag, value)?;
         let r = self.recv_obj(source, recv_tag);
         let w = crate::request::Completion::wait(req);

@@ -30,6 +30,7 @@ pub(crate) fn probe_message(inner: &CommInner, op: &str, s: i32, t: i32) -> Resu
         if let Some(m) = found.map_err(|c| c.error(op))? {
             return Ok(m);
         }
+        crate::runtime::watch::waiting(op);
         spins = spins.wrapping_add(1);
         if spins.is_multiple_of(16) {
             std::thread::yield_now();

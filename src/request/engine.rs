@@ -103,7 +103,8 @@ fn registry() -> MutexGuard<'static, Registry> {
 /// Whether any receive is pending (or a message's parts are being taken): blocking calls must then progress.
 #[inline(always)]
 pub(crate) fn busy() -> bool {
-    ACTIVE.load(Ordering::Relaxed) != 0
+    // With the hang diagnosis on, every wait is a test loop that watches the clock.
+    ACTIVE.load(Ordering::Relaxed) != 0 || crate::runtime::watch::on()
 }
 
 fn comm_key(c: &CommInner) -> usize {
@@ -436,6 +437,7 @@ pub(crate) fn take(id: Id) -> Result<Outcome> {
 pub(crate) fn wait(id: Id) -> Result<Outcome> {
     let mut spins = 0u32;
     loop {
+        crate::runtime::watch::waiting("receive");
         progress();
         if is_done(id) {
             break;

@@ -74,6 +74,7 @@ fn wait_raw_ref(req: &mut RawRequest, what: &str) -> Result<RawStatus> {
         if let Some(st) = req.test().map_err(|c| c.error(what))? {
             return Ok(st);
         }
+        crate::runtime::watch::waiting(what);
         engine::progress();
         spins = spins.wrapping_add(1);
         if spins.is_multiple_of(16) {
@@ -136,6 +137,7 @@ pub trait Completion: poll::Poll {
 fn spin_until(mut done: impl FnMut() -> Result<bool>) -> Result<()> {
     let mut spins = 0u32;
     loop {
+        crate::runtime::watch::waiting("wait");
         engine::progress();
         if done()? {
             return Ok(());
@@ -171,7 +173,9 @@ fn spin_until(mut done: impl FnMut() -> Result<bool>) -> Result<()> {
 ///
 /// # Errors
 /// The first failing request's error.
+#[track_caller]
 pub fn wait_all<R: Completion>(reqs: impl IntoIterator<Item = R>) -> Result<Vec<R::Output>> {
+    let _wait = crate::runtime::watch::enter("wait_all", 0, 0);
     let mut reqs: Vec<R> = reqs.into_iter().collect();
     spin_until(|| poll_all(&mut reqs))?;
     reqs.into_iter().map(Completion::wait).collect()
@@ -208,7 +212,9 @@ fn poll_all<R: Completion>(reqs: &mut [R]) -> Result<bool> {
 ///
 /// # Errors
 /// [`ErrorKind::InvalidArgument`] if `reqs` is empty; the completed request's error.
+#[track_caller]
 pub fn wait_any<R: Completion>(reqs: &mut Vec<R>) -> Result<(usize, R::Output)> {
+    let _wait = crate::runtime::watch::enter("wait_any", 0, 0);
     if reqs.is_empty() {
         return fail(ErrorKind::InvalidArgument, "wait_any: no requests");
     }
@@ -402,7 +408,9 @@ impl poll::Poll for Request<'_> {
 impl Completion for Request<'_> {
     type Output = Status;
 
+    #[track_caller]
     fn wait(self) -> Result<Status> {
+        let _wait = crate::runtime::watch::enter("wait", 0, 0);
         let slot = std::mem::replace(&mut self.slots.0.borrow_mut()[self.slot], Slot::Done);
         match slot {
             Slot::Raw {

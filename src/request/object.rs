@@ -38,7 +38,9 @@ impl poll::Poll for SendRequest<'_> {
 impl Completion for SendRequest<'_> {
     type Output = ();
 
+    #[track_caller]
     fn wait(mut self) -> Result<()> {
+        let _wait = crate::runtime::watch::enter("wait (isend_obj)", 0, 0);
         for r in std::mem::take(&mut self.reqs) {
             wait_raw(r, self.op)?;
         }
@@ -73,7 +75,9 @@ impl<T> poll::Poll for RecvRequest<'_, T> {
 impl<T: DeserializeOwned> Completion for RecvRequest<'_, T> {
     type Output = (T, Status);
 
+    #[track_caller]
     fn wait(mut self) -> Result<(T, Status)> {
+        let _wait = crate::runtime::watch::enter("wait (irecv_obj)", 0, 0);
         self.taken = true;
         match engine::wait(self.id)? {
             engine::Outcome::Obj { bytes, parts, status } => {

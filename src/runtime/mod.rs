@@ -41,6 +41,8 @@
 //! Not covered yet: MPI-3 process failure detection or recovery (Open MPI 4.1 has none by default); a job that
 //! should survive a failing rank must not use MPI across it.
 
+pub(crate) mod watch;
+
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Once};
@@ -324,7 +326,7 @@ impl Builder {
         if self.policy == FailurePolicy::Abort {
             install_panic_hook();
         }
-        Ok(Universe {
+        let universe = Universe {
             mpi: mpi_universe,
             world: Some(Arc::new(world)),
             level: granted,
@@ -333,8 +335,42 @@ impl Builder {
             adopted,
             start: raw::wtime(),
             _not_send: PhantomData,
-        })
+        };
+        start_watch(&universe)?;
+        Ok(universe)
     }
+}
+
+/// Turns the hang diagnosis on if rank 0's environment has `SPMD_TIMEOUT=secs` (collective: every rank takes rank
+/// 0's value, so all choose the same form of each collective).
+fn start_watch(universe: &Universe) -> Result<()> {
+    let world = universe.world().agreed();
+    let mut t = [0.0f64];
+    if world.rank() == 0 {
+        t[0] = match std::env::var("SPMD_TIMEOUT") {
+            Ok(v) if !v.trim().is_empty() => match v.trim().parse::<f64>() {
+                Ok(x) if x.is_finite() && x >= 0.0 => x,
+                _ => {
+                    eprintln!("spmd: SPMD_TIMEOUT={v:?} is not a number of seconds; the hang diagnosis stays off");
+                    0.0
+                }
+            },
+            _ => 0.0,
+        };
+    }
+    world.broadcast_buf(0, &mut t[..])?;
+    if t[0] > 0.0 {
+        let inner = universe.world_inner();
+        let dup = inner.raw.dup()?;
+        watch::start(
+            std::time::Duration::from_secs_f64(t[0]),
+            dup,
+            inner.rank,
+            inner.size,
+            Arc::as_ptr(inner) as usize,
+        );
+    }
+    Ok(())
 }
 
 /// Starts MPI with the default thread level, [`ThreadLevel::Single`], and the abort-on-failure policy.
@@ -471,6 +507,7 @@ impl Drop for Universe {
         // Receives still pending (their handles dropped) finish or are given up first, then spmd's communicators
         // are freed before MPI_Finalize. Every `Comm` borrows `self`, so none is alive now.
         crate::request::shutdown();
+        watch::stop();
         drop(self.world.take());
         let mpi_universe = self.mpi.take();
         if abort && Error::live() > 0 {
