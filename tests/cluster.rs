@@ -267,10 +267,98 @@ enum Fault {
     KillRank,
     /// Rank 5 (on host 3) panics by itself.
     RemotePanic,
+    /// Host 2's network cable is cut (its interface goes down); its processes keep running.
+    Cut,
+    /// Host 2 crashes silently: cut, then every process killed.
+    Crash,
+    /// Host 2 freezes: every process stopped (SIGSTOP).
+    Freeze,
+}
+
+/// How a fault job is launched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Via {
+    /// mpirun with the keepalive settings of `tests/simcluster.sh`.
+    Mpirun,
+    /// mpirun with its own defaults.
+    Plain,
+    /// The `spmdrun` launcher with its defaults.
+    Launcher,
+}
+
+/// The namespace of simulated host `k`, from the file `tests/simcluster.sh` writes.
+fn host_namespace(info: &std::path::Path, k: usize) -> Option<String> {
+    let text = std::fs::read_to_string(info).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("ns {k} ")))
+        .map(str::to_string)
+}
+
+/// The processes of a namespace.
+fn namespace_pids(ns: &str) -> Vec<i32> {
+    Command::new("ip")
+        .args(["netns", "pids", ns])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Takes every network interface of a namespace down (but its loopback).
+fn cut_cable(ns: &str) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(["-n", ns, "-o", "link", "show"])
+        .output()
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let links: Vec<String> = text
+        .lines()
+        .filter_map(|l| {
+            l.split(':')
+                .nth(1)
+                .map(|n| n.trim().split('@').next().unwrap_or("").to_string())
+        })
+        .filter(|n| !n.is_empty() && n != "lo")
+        .collect();
+    if links.is_empty() {
+        return Err(format!("no interface in {ns}: {text}"));
+    }
+    for l in links {
+        let st = Command::new("ip")
+            .args(["-n", ns, "link", "set", "dev", &l, "down"])
+            .status();
+        if !st.is_ok_and(|s| s.success()) {
+            return Err(format!("cannot take {l} down in {ns}"));
+        }
+    }
+    Ok(())
+}
+
+/// Sends `sig` to every process of a namespace; fails if it has none.
+fn signal_namespace(ns: &str, sig: i32) -> Result<(), String> {
+    let pids = namespace_pids(ns);
+    if pids.is_empty() {
+        return Err(format!("{ns} has no processes"));
+    }
+    for p in pids {
+        // SAFETY: kill(2) on processes of a simulated host this test started.
+        unsafe { libc::kill(p, sig) };
+    }
+    Ok(())
 }
 
 /// Runs one job with a fault; returns a line describing it. Checks the time limits and that nothing is left.
 fn fault_once(fault: Fault, round: usize) -> Result<String, String> {
+    fault_run(fault, round, Via::Mpirun, 30.0).and_then(|r| r.map_err(|e| e.to_string()))
+}
+
+/// Runs one job with a fault, launched `via`; gives up `cap` seconds after the fault. The outer error is a failure
+/// of the test itself; the inner one says the job did not end as it should (ended successfully, too late, never).
+fn fault_run(fault: Fault, round: usize, via: Via, cap: f64) -> Result<Result<String, String>, String> {
     let exe = std::env::current_exe().expect("test binary");
     let info = std::env::temp_dir().join(format!("spmd-sim-info-{}-{round}", std::process::id()));
     let _ = std::fs::remove_file(&info);
@@ -279,10 +367,15 @@ fn fault_once(fault: Fault, round: usize) -> Result<String, String> {
     } else {
         "fault_wait"
     };
-    let job = sim(NP, &exe)
+    let mut job = sim(NP, &exe)
         .env("SPMD_TEST_CHILD", "1")
         .env("SPMD_TEST_CASES", case)
         .env("SIMCLUSTER_INFO", info.to_str().expect("utf-8 path"));
+    match via {
+        Via::Mpirun => {}
+        Via::Plain => job = job.env("SIMCLUSTER_NO_KEEPALIVE", "1"),
+        Via::Launcher => job = job.env("SIMCLUSTER_LAUNCHER", env!("CARGO_BIN_EXE_spmdrun")),
+    }
     let start = Instant::now();
     let mut child = job
         .command()
@@ -366,14 +459,38 @@ fn fault_once(fault: Fault, round: usize) -> Result<String, String> {
             Instant::now()
         }
         Fault::RemotePanic => Instant::now(),
+        Fault::Cut | Fault::Crash | Fault::Freeze => {
+            let Some(ns) = host_namespace(&info, 2) else {
+                return give_up(&mut child, "no namespace for host 2".into());
+            };
+            let done = match fault {
+                Fault::Cut => cut_cable(&ns),
+                Fault::Crash => cut_cable(&ns).and_then(|_| signal_namespace(&ns, libc::SIGKILL)),
+                _ => signal_namespace(&ns, libc::SIGSTOP),
+            };
+            if let Err(e) = done {
+                return give_up(&mut child, e);
+            }
+            Instant::now()
+        }
     };
     // Wait for the job to end.
     let status = loop {
         if let Ok(Some(st)) = child.try_wait() {
             break st;
         }
-        if fault_at.elapsed() > Duration::from_secs(30) {
-            return give_up(&mut child, "the job did not end within 30 s of the fault".into());
+        if fault_at.elapsed() > Duration::from_secs_f64(cap) {
+            common::terminate_group(pgid, &mut child);
+            let _ = child.wait();
+            // The script may have been killed before its teardown: remove what it left.
+            let _ = Command::new("bash")
+                .arg(common::simcluster_script())
+                .arg("clean")
+                .status();
+            leftovers(&exe)?;
+            return Ok(Err(format!(
+                "{fault:?} via {via:?}: no exit within {cap} s of the fault"
+            )));
         }
         while let Ok(l) = rx.try_recv() {
             lines.push(l);
@@ -390,7 +507,7 @@ fn fault_once(fault: Fault, round: usize) -> Result<String, String> {
     let stderr = err_lines.lock().map(|v| v.join("\n")).unwrap_or_default();
     let _ = std::fs::remove_file(&info);
     if status.success() {
-        return Err(format!("the job exited successfully after {fault:?}"));
+        return Ok(Err(format!("the job exited successfully after {fault:?}")));
     }
     let (after, limit) = match fault {
         Fault::RemotePanic => {
@@ -399,24 +516,25 @@ fn fault_once(fault: Fault, round: usize) -> Result<String, String> {
                 .lines()
                 .any(|l| l.contains("spmd: rank 5 panicked") && l.contains("deliberate failure"))
             {
-                return Err(format!("no line names rank 5 and the panic:\n{stderr}"));
+                return Ok(Err(format!("no line names rank 5 and the panic:\n{stderr}")));
             }
             (after as f64 / 1e3, 5.0)
         }
         _ => ((ended - fault_at).as_secs_f64(), 10.0),
     };
-    if after >= limit {
-        return Err(format!("the job ended {after:.2} s after {fault:?}, limit {limit} s"));
-    }
-    let total = start.elapsed().as_secs_f64();
-    if total >= 30.0 {
-        return Err(format!("the run took {total:.1} s (limit 30 s)"));
-    }
     leftovers(&exe)?;
-    Ok(format!(
-        "{fault:?} #{round}: exit {:?}, ended {after:.2} s after the fault, run {total:.1} s",
+    let total = start.elapsed().as_secs_f64();
+    let line = format!(
+        "{fault:?} via {via:?} #{round}: exit {:?}, ended {after:.2} s after the fault, run {total:.1} s",
         status.code()
-    ))
+    );
+    if after >= limit {
+        return Ok(Err(format!("{line}: over the limit of {limit} s\n{stderr}")));
+    }
+    if total >= 30.0 + cap {
+        return Ok(Err(format!("{line}: the run took too long")));
+    }
+    Ok(Ok(line))
 }
 
 /// Fails if a simulated host, or a process of the job, is still there.
@@ -467,21 +585,64 @@ fn list_processes(pred: impl Fn(&str, &str) -> bool) -> Vec<i32> {
         let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
         let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
-        if pred(cmdline.trim(), comm.trim()) {
+        // A zombie has ended (only its exit status waits for its parent): not left behind.
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        let zombie = stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z'));
+        if !zombie && pred(cmdline.trim(), comm.trim()) {
             out.push(pid);
         }
     }
     out
 }
 
-fn faults(fault: Fault) -> Result<(), Failed> {
-    let rounds: usize = std::env::var("SPMD_FAULT_ROUNDS")
+/// Rounds per fault test: `SPMD_FAULT_ROUNDS`, else `default`.
+fn fault_rounds(default: usize) -> usize {
+    std::env::var("SPMD_FAULT_ROUNDS")
         .ok()
         .and_then(|r| r.parse().ok())
-        .unwrap_or(10);
+        .unwrap_or(default)
+}
+
+fn faults(fault: Fault) -> Result<(), Failed> {
+    let rounds = fault_rounds(10);
     for round in 1..=rounds {
         let line = fault_once(fault, round).map_err(|e| format!("{fault:?} round {round}: {e}"))?;
         println!("{line}");
+    }
+    Ok(())
+}
+
+/// Cut, crash and freeze of one host through the launcher: each must end the job, non-zero, within 10 s.
+fn launcher_faults(fault: Fault) -> Result<(), Failed> {
+    let rounds = fault_rounds(5);
+    for round in 1..=rounds {
+        let line = fault_run(fault, round, Via::Launcher, 30.0)
+            .and_then(|r| r)
+            .map_err(|e| format!("{fault:?} round {round}: {e}"))?;
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// The README's table: each fault once per way of launching, waiting up to 60 s (run with `--ignored`).
+fn fault_table() -> Result<(), Failed> {
+    println!("| fault | mpirun (defaults) | mpirun + keepalive | spmdrun (defaults) |");
+    println!("|---|---|---|---|");
+    for fault in [Fault::Cut, Fault::Crash, Fault::Freeze] {
+        let mut row = format!("| {fault:?} |");
+        for via in [Via::Plain, Via::Mpirun, Via::Launcher] {
+            let cell = match fault_run(fault, 1, via, 60.0)? {
+                Ok(line) => line
+                    .split("ended ")
+                    .nth(1)
+                    .and_then(|r| r.split(' ').next())
+                    .map_or(line.clone(), |s| format!("{s} s")),
+                Err(e) if e.contains("no exit") => "no exit in 60 s".to_string(),
+                Err(e) => e.lines().next().unwrap_or("").to_string(),
+            };
+            row.push_str(&format!(" {cell} |"));
+        }
+        println!("{row}");
     }
     Ok(())
 }
@@ -498,6 +659,10 @@ fn main() {
         cluster_trial("fault_kill_host", || faults(Fault::KillHost)),
         cluster_trial("fault_kill_rank", || faults(Fault::KillRank)),
         cluster_trial("fault_remote_panic", || faults(Fault::RemotePanic)),
+        cluster_trial("launcher_cut_cable", || launcher_faults(Fault::Cut)),
+        cluster_trial("launcher_host_crash", || launcher_faults(Fault::Crash)),
+        cluster_trial("launcher_host_frozen", || launcher_faults(Fault::Freeze)),
+        cluster_trial("fault_table", fault_table).with_ignored_flag(true),
     ];
     let mut args = libtest_mimic::Arguments::from_args();
     args.test_threads.get_or_insert(1);

@@ -52,10 +52,22 @@ fn fine(comm: &Comm) -> spmd::Result<()> {
     Ok(())
 }
 
+/// Barriers in a loop for up to 20 s, after announcing each rank's process id.
+fn beat_loop(comm: &Comm) -> spmd::Result<()> {
+    println!("READY rank {} pid {}", comm.rank(), std::process::id());
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < Duration::from_secs(20) {
+        comm.barrier()?;
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
+}
+
 const CASES: &[Case] = &[
     special("mismatch", mismatch),
     special("no_sender", no_sender),
     special("fine", fine),
+    special("beat_loop", beat_loop),
 ];
 
 const TIMEOUT: f64 = 2.0;
@@ -122,6 +134,69 @@ fn fine_with_timeout() -> Result<(), Failed> {
     Ok(())
 }
 
+/// With SPMD_HEARTBEAT, a rank that is stopped (SIGSTOP) while the others wait in MPI is noticed by its neighbour
+/// and the job ends, naming it.
+fn heartbeat_stopped_rank() -> Result<(), Failed> {
+    use std::io::{BufRead, BufReader};
+    let job = common::special_job(3, "beat_loop").env("SPMD_HEARTBEAT", "2");
+    let mut child = job.command().spawn()?;
+    let pgid = child.id() as i32;
+    // Read all of stdout (closing it early would kill the launcher with SIGPIPE).
+    let stdout = child.stdout.take().expect("piped");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut pid = None;
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(20)) {
+        if let Some(rest) = line.strip_prefix("READY rank 1 pid ") {
+            pid = rest.trim().parse::<i32>().ok();
+            break;
+        }
+    }
+    let Some(pid) = pid else {
+        common::terminate_group(pgid, &mut child);
+        return Err("rank 1 did not start".into());
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: kill(2) on a rank process this test started.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let stopped = std::time::Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait()? {
+            break st;
+        }
+        if stopped.elapsed() > Duration::from_secs(15) {
+            common::terminate_group(pgid, &mut child);
+            return Err("the job did not end within 15 s of stopping rank 1".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let took = stopped.elapsed().as_secs_f64();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("piped"), &mut err)?;
+    println!("stopped rank 1: job ended after {took:.1} s with {:?}", status.code());
+    if status.success() || took > 6.0 || !err.contains("nothing heard from rank 1") {
+        return Err(format!("status {status:?} after {took:.1} s\n{err}").into());
+    }
+    Ok(())
+}
+
+/// With SPMD_HEARTBEAT, a job with nothing wrong ends normally (the ranks' farewells match).
+fn heartbeat_clean() -> Result<(), Failed> {
+    let out = common::special_job(3, "fine").env("SPMD_HEARTBEAT", "2").run();
+    common::check_cases_ok(CASES, Some(&["fine"]), 3, &out)?;
+    if !out.stdout.contains("spmd-test ok fine")
+        || out.stderr.contains("spmd: ")
+        || out.elapsed > Duration::from_secs(10)
+    {
+        return Err(out.describe().into());
+    }
+    Ok(())
+}
+
 fn spmdrun() -> Command {
     Command::new(env!("CARGO_BIN_EXE_spmdrun"))
 }
@@ -154,7 +229,7 @@ fn dry_run() -> Result<(), Failed> {
         ),
         (
             &["-n", "6", "--hostfile", "hosts.txt", "--map-by", "node"],
-            format!("mpirun -n 6 --hostfile hosts.txt{root} --map-by node {keep} ./app"),
+            format!("mpirun -n 6 --hostfile hosts.txt{root} --map-by node {keep} -x SPMD_HEARTBEAT=4 ./app"),
         ),
     ];
     for (args, want) in cases {
@@ -175,6 +250,9 @@ fn dry_run() -> Result<(), Failed> {
 /// `spmdrun -n 2 --example pi` builds (already built) and runs the example.
 fn runs_example() -> Result<(), Failed> {
     let mut cmd = spmdrun();
+    if let Ok(m) = std::env::var("SPMD_MPIRUN") {
+        cmd.args(["--mpirun", &m]);
+    }
     cmd.args([
         "-n",
         "2",
@@ -185,9 +263,6 @@ fn runs_example() -> Result<(), Failed> {
         "--intervals",
         "100000",
     ]);
-    if let Ok(m) = std::env::var("SPMD_MPIRUN") {
-        cmd.args(["--mpirun", &m]);
-    }
     let out = cmd.output()?;
     let (so, se) = (
         String::from_utf8_lossy(&out.stdout),
@@ -256,6 +331,8 @@ fn main() {
             )
         }),
         Trial::test("hang::no_false_alarm", fine_with_timeout),
+        Trial::test("heartbeat::stopped_rank_np3", heartbeat_stopped_rank),
+        Trial::test("heartbeat::clean_finish", heartbeat_clean),
         Trial::test("spmdrun::dry_run", dry_run),
         Trial::test("spmdrun::runs_example", runs_example),
         Trial::test("spmdrun::timeout", launcher_timeout),

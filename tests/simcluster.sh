@@ -5,13 +5,16 @@
 # different hosts talk over TCP. Root only. Traffic never leaves the namespaces this script creates.
 #
 # usage:
-#   simcluster.sh run HOSTS NP [--no-tcp] -- PROGRAM [ARGS...]
+#   simcluster.sh run HOSTS NP [--no-tcp] [--no-keepalive] [--launcher SPMDRUN] -- PROGRAM [ARGS...]
 #       brings the hosts up, runs `mpirun -n NP` across them (NP/HOSTS slots per host, ranks grouped by host),
 #       tears everything down (also on failure or signal), and exits with mpirun's status.
 #       --no-tcp allows only the shared-memory and self transports (jobs spanning hosts must then fail).
+#       --no-keepalive leaves out the TCP keepalive settings of mpirun's daemons (mpirun's own defaults).
+#       --launcher (or $SIMCLUSTER_LAUNCHER) runs the job through that spmdrun instead of calling mpirun.
 #       Environment variables named SPMD_* and RUST_BACKTRACE are passed to the ranks.
 #   simcluster.sh check     exits 0 if this machine can run it (root, iproute2, unshare, mpirun), else says why.
 #   simcluster.sh list      prints the hosts of running simulated clusters (namespaces named spmdsim-*).
+#   simcluster.sh clean     removes the hosts and processes of clusters whose script has died.
 #
 # While a job runs, the file $SIMCLUSTER_INFO (if set) receives "ns <host> <namespace>" lines, so a test can act
 # on one host (e.g. kill its processes: `ip netns pids <namespace> | xargs kill -9`).
@@ -114,16 +117,20 @@ EOF
 
 run() {
     local hosts=$1 np=$2; shift 2
-    local btl="tcp,vader,self"
+    local btl="tcp,vader,self" launcher="${SIMCLUSTER_LAUNCHER:-}"
+    local keepalive=(--mca oob_tcp_keepalive_time 2 --mca oob_tcp_keepalive_intvl 1 --mca oob_tcp_keepalive_probes 3)
+    [ -n "${SIMCLUSTER_NO_KEEPALIVE:-}" ] && keepalive=()
     while [ $# -gt 0 ] && [ "$1" != "--" ]; do
         case $1 in
             --no-tcp) btl="vader,self" ;;
+            --no-keepalive) keepalive=() ;;
+            --launcher) shift; launcher=$1 ;;
             *) die "unknown option $1" ;;
         esac
         shift
     done
     [ "${1:-}" = "--" ] && shift
-    [ $# -ge 1 ] || die "usage: simcluster.sh run HOSTS NP [--no-tcp] -- PROGRAM [ARGS...]"
+    [ $# -ge 1 ] || die "usage: simcluster.sh run HOSTS NP [--no-tcp] [--no-keepalive] [--launcher SPMDRUN] -- PROGRAM [ARGS...]"
     check >&2 || exit 2
     clean_stale
     trap 'teardown' EXIT
@@ -133,16 +140,19 @@ run() {
     up "$hosts" "$slots"
     local fwd=()
     for v in $(env | grep -o '^SPMD_[A-Za-z0-9_]*\|^RUST_BACKTRACE' || true); do fwd+=(-x "$v"); done
+    # mpirun itself, or the spmdrun launcher (which adds the keepalive settings and the heartbeat itself).
+    local run=(mpirun) sep=()
+    if [ -n "$launcher" ]; then run=("$launcher" --mpirun mpirun); keepalive=(); sep=(--); fi
     local rc=0
     ip netns exec "$PFX-head" unshare --uts -- /bin/sh -c 'hostname head; exec "$@"' sh \
         env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 TMPDIR="$SIM/tmp-head" \
-        mpirun -n "$np" --hostfile "$SIM/hostfile" \
+        "${run[@]}" -n "$np" --hostfile "$SIM/hostfile" \
         --mca plm_rsh_agent "$SIM/agent" --mca plm_rsh_no_tree_spawn 1 \
         --bind-to none --mca btl "$btl" \
         --mca btl_tcp_if_include 10.77.0.0/24 --mca oob_tcp_if_include 10.77.0.0/24 \
-        --mca oob_tcp_keepalive_time 2 --mca oob_tcp_keepalive_intvl 1 --mca oob_tcp_keepalive_probes 3 \
+        "${keepalive[@]}" \
         --mca mpi_yield_when_idle 1 \
-        "${fwd[@]}" "$@" || rc=$?
+        "${fwd[@]}" "${sep[@]}" "$@" || rc=$?
     teardown
     trap - EXIT TERM INT
     return "$rc"
@@ -151,6 +161,7 @@ run() {
 case "${1:-}" in
     run) shift; run "$@" ;;
     check) check ;;
+    clean) clean_stale ;;
     list) ip netns list 2>/dev/null | awk '{print $1}' | grep '^spmdsim-' || true ;;
     *) sed -n '2,20p' "$0"; exit 2 ;;
 esac

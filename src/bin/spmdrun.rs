@@ -14,10 +14,15 @@
 //! - `--allow-run-as-root` when run as root, `--oversubscribe` when asked;
 //! - TCP keepalive settings for mpirun's daemons (`oob_tcp_keepalive_time 2`, `_intvl 1`, `_probes 3`), so a job
 //!   across hosts ends within seconds when a host is cut off or crashes instead of after ~500 s;
-//! - `--timeout SECS`: the whole job is killed, and `spmdrun` exits with status 124, if it runs longer.
+//! - `--timeout SECS`: every rank gets `SPMD_TIMEOUT` (a rank waiting longer than that in one spmd operation
+//!   reports where, rank 0 prints a table of all ranks' waits, the job ends with status 124), and the whole job
+//!   is killed if it runs longer than that plus `--grace`;
+//! - a heartbeat (`SPMD_HEARTBEAT`, on by default with a hostfile): each rank hears from its neighbour every
+//!   second; 4 s of silence ends the job, so a frozen host (which mpirun never notices) cannot hang it;
+//! - once a rank has reported a failure (a line starting `spmd: `), the job gets `--grace` seconds to end before
+//!   spmdrun ends it, since mpirun may wait forever for a host that is frozen or cut off.
 //!
-//! Not covered yet: reporting where each rank waits when the timeout fires, and a heartbeat that notices a frozen
-//! (stopped) host sooner than the timeout.
+//! Not covered yet: Slurm's `srun`, MPICH-specific fault settings.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
@@ -61,6 +66,11 @@ struct Args {
     /// Export an environment variable to every rank (repeatable): `-x NAME` or `-x NAME=VALUE`.
     #[arg(short = 'x', action = clap::ArgAction::Append)]
     export: Vec<String>,
+    /// Ends the job when a rank hears nothing from its neighbour for this many seconds (a heartbeat of spmd's own,
+    /// which catches hosts that are frozen or cut off while the other ranks wait in MPI). Default: 4 when a
+    /// hostfile is given, else off; 0 turns it off. Needs MPI_THREAD_MULTIPLE, which spmd then requests.
+    #[arg(long)]
+    heartbeat: Option<f64>,
     /// Seconds a job may stay alive after a rank has reported a failure (a panic, an error, a hang, a silent
     /// peer) before spmdrun ends it: mpirun itself may wait forever for a host that is frozen or cut off.
     #[arg(long, default_value_t = 3.0)]
@@ -162,6 +172,9 @@ fn mpirun_args(a: &Args, open_mpi: bool, root: bool) -> Result<Vec<String>, Stri
         if let Some(t) = a.timeout {
             v.extend(["-x".into(), format!("SPMD_TIMEOUT={t}")]);
         }
+        if let Some(h) = heartbeat(a) {
+            v.extend(["-x".into(), format!("SPMD_HEARTBEAT={h}")]);
+        }
     } else {
         // MPICH's Hydra: its own spelling of placement and environment.
         if let Some(m) = &a.map_by {
@@ -187,8 +200,20 @@ fn mpirun_args(a: &Args, open_mpi: bool, root: bool) -> Result<Vec<String>, Stri
         if let Some(t) = a.timeout {
             v.extend(["-genv".into(), "SPMD_TIMEOUT".into(), t.to_string()]);
         }
+        if let Some(h) = heartbeat(a) {
+            v.extend(["-genv".into(), "SPMD_HEARTBEAT".into(), h.to_string()]);
+        }
     }
     Ok(v)
+}
+
+/// The heartbeat's silence limit: as given, else 4 s for jobs across hosts (a hostfile); `None` for off.
+fn heartbeat(a: &Args) -> Option<f64> {
+    match a.heartbeat {
+        Some(h) if h > 0.0 => Some(h),
+        Some(_) => None,
+        None => a.hostfile.is_some().then_some(4.0),
+    }
 }
 
 /// Builds a cargo example or binary and returns its path and the program arguments.
@@ -210,6 +235,18 @@ fn cargo_target(kind: &str, name: &str, dry_run: bool) -> Result<String, String>
         return Err(format!("cargo build --release --{kind} {name} failed"));
     }
     Ok(path)
+}
+
+/// Sends `sig` to the process group `pgid` (mpirun's, which it leads: spmdrun started it in a new group).
+#[allow(unsafe_code)]
+fn signal_group(pgid: u32, sig: i32) {
+    let Ok(pgid) = libc::pid_t::try_from(pgid) else {
+        return;
+    };
+    if pgid > 1 {
+        // SAFETY: killpg(2) takes no pointers; the group is the job's own (a group id above 1, never ours).
+        unsafe { libc::killpg(pgid, sig) };
+    }
 }
 
 fn shell_quote(s: &str) -> String {
@@ -274,9 +311,9 @@ fn run() -> Result<u8, String> {
     });
     let start = Instant::now();
     let end_job = |child: &mut std::process::Child| {
-        let _ = Command::new("kill").args(["-TERM", &format!("-{pgid}")]).status();
+        signal_group(pgid, libc::SIGTERM);
         std::thread::sleep(Duration::from_millis(300));
-        let _ = Command::new("kill").args(["-KILL", &format!("-{pgid}")]).status();
+        signal_group(pgid, libc::SIGKILL);
         let _ = child.wait();
     };
     let code = loop {
@@ -347,7 +384,7 @@ mod tests {
         );
         assert_eq!(
             cmd(&["-n", "6", "--hostfile", "hosts", "--map-by", "node", "./a"]),
-            format!("-n 6 --hostfile hosts --map-by node {KEEP}")
+            format!("-n 6 --hostfile hosts --map-by node {KEEP} -x SPMD_HEARTBEAT=4")
         );
     }
 }

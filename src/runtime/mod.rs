@@ -3,7 +3,7 @@
 //!
 //! # Start-up
 //! [`init`] calls `MPI_Init_thread` and nothing else that involves other processes: no barrier, no communicator
-//! duplication. [`Universe::world`] is `MPI_COMM_WORLD` itself, so spmd ranks can share a job with C, Fortran or
+//! duplication (unless `SPMD_HEARTBEAT` is set, below). [`Universe::world`] is `MPI_COMM_WORLD` itself, so spmd ranks can share a job with C, Fortran or
 //! mpi4py ranks (`mpirun -np 2 ./c_prog : -np 2 ./spmd_prog`), whose collective calls on `MPI_COMM_WORLD` match
 //! spmd's one for one.
 //!
@@ -37,6 +37,33 @@
 //! Errors of other types returned from `main` are not seen; convert them with `?` into [`crate::Error`] (it
 //! implements `From<std::io::Error>`, `From<String>`, ...) or call [`Universe::abort`].
 //! [`FailurePolicy::Unwind`] turns all of this off (rsmpi's behaviour).
+//!
+//! # Hangs: `SPMD_TIMEOUT`
+//! A deadlock (ranks in different collectives, a receive nobody sends to) leaves a job silent. With
+//! `SPMD_TIMEOUT=secs` in the ranks' environment (`spmdrun --timeout` sets it), a rank that waits longer than that
+//! inside one spmd operation prints where it waits — the operation, its communicator, peer or root, tag, element
+//! count and the caller's source line — and rank 0 prints one table of every rank's wait before the job ends with
+//! status 124:
+//!
+//! ```text
+//! spmd: hang diagnosis (SPMD_TIMEOUT=2 s): where each rank waits
+//!   rank  host         operation
+//!      0  node1        barrier() on world at src/main.rs:26:14, waiting 2.0 s
+//!      1  node1        broadcast_buf(root 0, 3 elements) on a communicator of 3 ranks at src/main.rs:29:13, waiting 2.0 s
+//! ```
+//!
+//! Every blocking operation then waits in a test loop that watches the clock. Off (the default) it costs one
+//! relaxed atomic load per operation. Operations on [`Comm::unchecked`] handles are bare MPI calls and are not
+//! watched.
+//!
+//! # Frozen or cut-off hosts: `SPMD_HEARTBEAT`
+//! A host that is stopped (or cut off while its processes wait) is never noticed by mpirun. With
+//! `SPMD_HEARTBEAT=secs` (`spmdrun` sets 4 when given a hostfile), spmd asks for `MPI_THREAD_MULTIPLE` and runs a
+//! thread per rank that sends a one-byte message to the next rank of a ring every quarter of that time, on a private
+//! communicator; a rank that hears nothing from the previous one for that long prints which rank and host fell
+//! silent and ends the job (status 125). A thread rather than the hang diagnosis, because a silent peer must be
+//! noticed even while every rank computes or waits inside MPI for as long as the program legitimately takes. It
+//! needs every rank of the job to be an spmd program (C or Python ranks do not beat).
 //!
 //! Not covered yet: MPI-3 process failure detection or recovery (Open MPI 4.1 has none by default); a job that
 //! should survive a failing rank must not use MPI across it.
@@ -284,7 +311,12 @@ impl Builder {
         let (mpi_universe, granted, adopted) = if raw::is_initialized() {
             (None, ThreadLevel::query(), true)
         } else {
-            let Some((u, granted)) = mpi::initialize_with_threading(self.level.to_mpi()) else {
+            let ask = if heartbeat_limit().is_some() {
+                ThreadLevel::Multiple
+            } else {
+                self.level
+            };
+            let Some((u, granted)) = mpi::initialize_with_threading(ask.to_mpi()) else {
                 return fail(
                     ErrorKind::AlreadyInitialized,
                     "MPI was initialised already in this process",
@@ -326,7 +358,8 @@ impl Builder {
         if self.policy == FailurePolicy::Abort {
             install_panic_hook();
         }
-        let universe = Universe {
+        let mut universe = Universe {
+            heartbeat: None,
             mpi: mpi_universe,
             world: Some(Arc::new(world)),
             level: granted,
@@ -336,41 +369,89 @@ impl Builder {
             start: raw::wtime(),
             _not_send: PhantomData,
         };
-        start_watch(&universe)?;
+        start_watch(&universe);
+        universe.heartbeat = start_heartbeat(&universe)?;
         Ok(universe)
     }
 }
 
-/// Turns the hang diagnosis on if rank 0's environment has `SPMD_TIMEOUT=secs` (collective: every rank takes rank
-/// 0's value, so all choose the same form of each collective).
-fn start_watch(universe: &Universe) -> Result<()> {
-    let world = universe.world().agreed();
-    let mut t = [0.0f64];
-    if world.rank() == 0 {
-        t[0] = match std::env::var("SPMD_TIMEOUT") {
-            Ok(v) if !v.trim().is_empty() => match v.trim().parse::<f64>() {
-                Ok(x) if x.is_finite() && x >= 0.0 => x,
-                _ => {
-                    eprintln!("spmd: SPMD_TIMEOUT={v:?} is not a number of seconds; the hang diagnosis stays off");
-                    0.0
-                }
-            },
-            _ => 0.0,
-        };
+/// Turns the hang diagnosis on if `SPMD_TIMEOUT=secs` is set (no communication: ranks of other languages in the
+/// same job must see no extra collective). Ranks may differ: checked collectives agree on their form anyway.
+fn start_watch(universe: &Universe) {
+    let Ok(v) = std::env::var("SPMD_TIMEOUT") else {
+        return;
+    };
+    if v.trim().is_empty() {
+        return;
     }
-    world.broadcast_buf(0, &mut t[..])?;
-    if t[0] > 0.0 {
-        let inner = universe.world_inner();
-        let dup = inner.raw.dup()?;
-        watch::start(
-            std::time::Duration::from_secs_f64(t[0]),
-            dup,
+    let inner = universe.world_inner();
+    match v.trim().parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 => watch::start(
+            std::time::Duration::from_secs_f64(x),
             inner.rank,
             inner.size,
             Arc::as_ptr(inner) as usize,
-        );
+        ),
+        Ok(0.0) => {}
+        _ => {
+            if inner.rank == 0 {
+                eprintln!("spmd: SPMD_TIMEOUT={v:?} is not a number of seconds; the hang diagnosis stays off");
+            }
+        }
     }
-    Ok(())
+}
+
+/// The silence limit of the heartbeat, from `SPMD_HEARTBEAT=secs` (unset, empty or 0: no heartbeat).
+fn heartbeat_limit() -> Option<f64> {
+    std::env::var("SPMD_HEARTBEAT")
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|x| x.is_finite() && *x > 0.0)
+}
+
+/// Exit status of a job ended by the heartbeat.
+const SILENT_EXIT_CODE: i32 = 125;
+
+/// Every rank's host, for the heartbeat's message.
+static HOSTS: std::sync::OnceLock<(usize, Vec<String>)> = std::sync::OnceLock::new();
+
+fn peer_silent(left: usize, seconds: f64) {
+    let (me, hosts) = HOSTS.get().map(|(r, h)| (*r, h.as_slice())).unwrap_or((0, &[]));
+    let host = |r: usize| hosts.get(r).map_or("?", String::as_str);
+    let line = format!(
+        "spmd: rank {me} ({}): nothing heard from rank {left} ({}) for {seconds:.1} s: its host may be frozen, cut \
+         off or down; ending the job\n",
+        host(me),
+        host(left)
+    );
+    {
+        use std::io::Write;
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    }
+    raw::abort_world(SILENT_EXIT_CODE);
+}
+
+/// Starts the heartbeat if `SPMD_HEARTBEAT=secs` is set (collective): a thread per rank beats to the next rank
+/// every quarter of the limit and ends the job if the previous rank is silent for longer than the limit.
+fn start_heartbeat(universe: &Universe) -> Result<Option<raw::heartbeat::Heartbeat>> {
+    let Some(limit) = heartbeat_limit() else {
+        return Ok(None);
+    };
+    let world = universe.world().agreed();
+    let ok = universe.level == ThreadLevel::Multiple;
+    let all_ok = world.all_reduce_scalar(u8::from(ok), crate::Op::Min)? == 1;
+    if !all_ok {
+        if world.rank() == 0 {
+            eprintln!("spmd: SPMD_HEARTBEAT is set but MPI does not grant MPI_THREAD_MULTIPLE; no heartbeat");
+        }
+        return Ok(None);
+    }
+    let host = raw::processor_name().unwrap_or_else(|_| "?".into());
+    let hosts = world.all_gather_obj(&host)?;
+    let _ = HOSTS.set((world.rank(), hosts));
+    let dup = universe.world_inner().raw.dup()?;
+    let limit = std::time::Duration::from_secs_f64(limit);
+    raw::heartbeat::start(dup, limit / 4, limit, peer_silent).map(Some)
 }
 
 /// Starts MPI with the default thread level, [`ThreadLevel::Single`], and the abort-on-failure policy.
@@ -418,6 +499,7 @@ pub struct Universe {
     policy: FailurePolicy,
     adopted: bool,
     start: f64,
+    heartbeat: Option<raw::heartbeat::Heartbeat>,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -506,6 +588,14 @@ impl Drop for Universe {
         }
         // Receives still pending (their handles dropped) finish or are given up first, then spmd's communicators
         // are freed before MPI_Finalize. Every `Comm` borrows `self`, so none is alive now.
+        if let Some(h) = self.heartbeat.take() {
+            if abort && Error::live() > 0 {
+                // The job is about to end with an error: do not wait for the neighbours' farewells.
+                std::mem::forget(h);
+            } else {
+                h.stop();
+            }
+        }
         crate::request::shutdown();
         watch::stop();
         drop(self.world.take());

@@ -4,11 +4,12 @@
 //! Every blocking spmd operation then waits in a test loop (as it does anyway when receives are pending), so a
 //! waiting rank keeps running spmd code and can notice the time. Public operations record what they are (name,
 //! communicator, peer or root, tag, element count, the caller's source line through `#[track_caller]`) in a
-//! thread-local slot; the wait loops check the clock. On expiry a rank prints one line, sends it to rank 0 on a
-//! private duplicate of the world communicator, and ends the job after a short grace; rank 0, when it expires or
-//! receives a report while waiting itself, gathers the reports for a moment and prints one table of every rank's
-//! wait before ending the job. Every rank uses the timeout of rank 0 (broadcast at init), so all choose the same
-//! (non-blocking) form of each collective.
+//! thread-local slot; the wait loops check the clock. On expiry a rank prints one line, sends it to rank 0 on the
+//! world communicator with the highest tag (a tag programs do not use in practice), and ends the job after a
+//! short grace; rank 0, when it expires or receives a report while waiting itself, gathers the reports for a
+//! moment and prints one table of every rank's wait before ending the job. Nothing is communicated at init, so
+//! ranks of other languages in the same job are unaffected; ranks may even disagree on the setting, because
+//! checked collectives agree on their (blocking or non-blocking) form anyway.
 //!
 //! Off (the default) this costs one relaxed atomic load per operation.
 
@@ -25,7 +26,6 @@ pub(crate) const HANG_EXIT_CODE: i32 = 124;
 /// How long rank 0 gathers reports, and how long other ranks wait for rank 0 to end the job.
 const GATHER: Duration = Duration::from_millis(1000);
 const GRACE: Duration = Duration::from_millis(1500);
-const REPORT_TAG: i32 = 7;
 
 /// The timeout in milliseconds; 0 when off.
 static TIMEOUT_MS: AtomicU64 = AtomicU64::new(0);
@@ -62,6 +62,7 @@ struct State {
     size: usize,
     host: String,
     comm: RawComm,
+    tag: i32,
     world_ctx: usize,
 }
 
@@ -72,23 +73,23 @@ thread_local! {
     static STATE: RefCell<Option<State>> = const { RefCell::new(None) };
 }
 
-/// Turns the diagnosis on for this process (called at init on the init thread, with the timeout every rank
-/// agreed on, and a private duplicate of the world communicator).
-pub(crate) fn start(timeout: Duration, comm: RawComm, rank: usize, size: usize, world_ctx: usize) {
+/// Turns the diagnosis on for this process (called at init, on the init thread).
+pub(crate) fn start(timeout: Duration, rank: usize, size: usize, world_ctx: usize) {
     let host = crate::sys::processor_name().unwrap_or_else(|_| "?".into());
     STATE.with(|s| {
         *s.borrow_mut() = Some(State {
             rank,
             size,
             host,
-            comm,
+            comm: RawComm::world(),
+            tag: crate::p2p::tag_ub(),
             world_ctx,
         })
     });
     TIMEOUT_MS.store(timeout.as_millis().max(1) as u64, Ordering::SeqCst);
 }
 
-/// Turns it off and frees its communicator (before `MPI_Finalize`).
+/// Turns it off (before `MPI_Finalize`).
 pub(crate) fn stop() {
     TIMEOUT_MS.store(0, Ordering::SeqCst);
     STATE.with(|s| drop(s.borrow_mut().take()));
@@ -199,9 +200,9 @@ fn waiting_slow(what: &str) {
     if LAST_POLL.get().is_none_or(|t| now - t > Duration::from_millis(100)) {
         LAST_POLL.set(Some(now));
         let incoming = STATE.with(|s| {
-            s.borrow()
-                .as_ref()
-                .is_some_and(|s| s.rank == 0 && s.size > 1 && s.comm.iprobe(-1, REPORT_TAG).ok().flatten().is_some())
+            s.borrow().as_ref().is_some_and(|s| {
+                s.rank == 0 && s.size > 1 && s.comm.iprobe(crate::sys::any_source(), s.tag).ok().flatten().is_some()
+            })
         });
         if incoming {
             expire(what, now - since);
@@ -273,7 +274,7 @@ fn expire(what: &str, waited: Duration) -> ! {
             rows[0] = Some(row);
             let end = Instant::now() + GATHER;
             while Instant::now() < end && rows.iter().any(Option::is_none) {
-                match st.comm.improbe(-1, REPORT_TAG) {
+                match st.comm.improbe(crate::sys::any_source(), st.tag) {
                     Ok(Some((m, status))) => {
                         if let Ok((bytes, _)) = m.recv_bytes() {
                             let r = status.source.max(0) as usize;
@@ -310,7 +311,7 @@ fn expire(what: &str, waited: Duration) -> ! {
             // Leaked: MPI may still read it when the job ends.
             let bytes: &'static [u8] = Box::leak(row.into_bytes().into_boxed_slice());
             if let Ok(d) = Desc::bytes(bytes)
-                && let Ok(mut req) = st.comm.isend(&d, 0, REPORT_TAG, crate::sys::p2p::Mode::Standard)
+                && let Ok(mut req) = st.comm.isend(&d, 0, st.tag, crate::sys::p2p::Mode::Standard)
             {
                 let end = Instant::now() + GATHER;
                 while Instant::now() < end && !matches!(req.test(), Ok(Some(_)) | Err(_)) {

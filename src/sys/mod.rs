@@ -22,6 +22,7 @@ pub(crate) mod coll;
 pub(crate) mod comm;
 pub(crate) mod datatype;
 pub(crate) mod file;
+pub(crate) mod heartbeat;
 pub(crate) mod memory;
 pub(crate) mod p2p;
 pub(crate) mod request;
