@@ -54,7 +54,8 @@
 //!
 //! Every blocking operation then waits in a test loop that watches the clock. Off (the default) it costs one
 //! relaxed atomic load per operation. Operations on [`Comm::unchecked`] handles are bare MPI calls and are not
-//! watched.
+//! watched. While it is on, spmd sends its reports on the world communicator with the highest tag
+//! ([`crate::p2p::tag_ub`]): a program should not use that tag on the world communicator then.
 //!
 //! # Frozen or cut-off hosts: `SPMD_HEARTBEAT`
 //! A host that is stopped (or cut off while its processes wait) is never noticed by mpirun. With
