@@ -217,6 +217,11 @@ fn main() -> spmd::Result<()> {
             write_png(path, field)?;
             println!("wrote {path}");
         }
+        println!(
+            "summary: kernel=heat2d np={} threads={} elapsed_s={elapsed:.4} check=passed",
+            world.size(),
+            hybrid.threads()
+        );
     }
     Ok(())
 }

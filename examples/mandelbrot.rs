@@ -245,6 +245,12 @@ fn main() -> spmd::Result<()> {
             write_png(path, &image, w, m)?;
             println!("wrote {}", path.display());
         }
+        let elapsed = median(summary.iter().map(|s| s.elapsed).collect());
+        println!(
+            "summary: kernel=mandelbrot np={} threads={} elapsed_s={elapsed:.4} check=passed",
+            world.size(),
+            args.threads
+        );
     }
     Ok(())
 }

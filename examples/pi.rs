@@ -5,12 +5,14 @@
 //! ```
 //!
 //! Each rank integrates its block of the intervals (a block partition: the first `n % p` ranks take one more)
-//! with compensated summation, rank 0 adds the parts with `reduce_scalar` and prints the estimate, its error
+//! with compensated summation, in pieces on its threads (`--threads`), rank 0 adds the parts with `reduce_scalar` and prints the estimate, its error
 //! against `std::f64::consts::PI`, and the elapsed time. The program checks the answer: it fails (and ends the
 //! job) if the error exceeds `--tolerance`.
 
 use clap::Parser;
+use rayon::prelude::*;
 use spmd::Op;
+use spmd::hybrid::{Hybrid, Threads};
 
 /// Midpoint-rule integration of 4/(1+x²) on [0, 1], in parallel.
 #[derive(Parser)]
@@ -21,6 +23,9 @@ struct Args {
     /// Largest acceptable error against π.
     #[arg(long, default_value_t = 1e-9)]
     tolerance: f64,
+    /// Threads per rank (0: the CPUs the rank has to itself).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
 }
 
 /// The sum of f over the midpoints of intervals `start..end` of width `h`, with Kahan summation.
@@ -43,6 +48,7 @@ fn main() -> spmd::Result<()> {
     }
     let universe = spmd::init()?;
     let world = universe.world();
+    let hybrid = Hybrid::new(&world, Threads::from_flag(Some(args.threads)))?;
     let (rank, size) = (world.rank() as u64, world.size() as u64);
 
     world.barrier()?;
@@ -52,7 +58,14 @@ fn main() -> spmd::Result<()> {
     let start = rank * q + rank.min(r);
     let len = q + u64::from(rank < r);
     let h = 1.0 / n as f64;
-    let local = partial_sum(start, start + len, h);
+    // The rank's block in pieces, one per task of its threads.
+    let pieces = (hybrid.threads() as u64 * 4).min(len.max(1));
+    let local: f64 = hybrid.install(|| {
+        (0..pieces)
+            .into_par_iter()
+            .map(|k| partial_sum(start + k * len / pieces, start + (k + 1) * len / pieces, h))
+            .sum()
+    });
     let total = world.reduce_scalar(0, local, Op::Sum)?;
     let elapsed = universe.time() - t0;
 
@@ -65,6 +78,10 @@ fn main() -> spmd::Result<()> {
         if error > args.tolerance {
             return Err(format!("error {error:.3e} exceeds the tolerance {:.1e}", args.tolerance).into());
         }
+        println!(
+            "summary: kernel=pi np={size} threads={} elapsed_s={elapsed:.4} check=passed",
+            hybrid.threads()
+        );
     }
     Ok(())
 }
