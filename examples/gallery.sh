@@ -17,7 +17,7 @@ args() {
         heat2d) echo "--n 2048 --steps 700" ;;
         cg_poisson) echo "--n 600" ;;
         summa) echo "--n 3400" ;;
-        fft2d) echo "--rows 2048 --cols 2048 --repeat 6" ;;
+        fft2d) echo "--rows 2048 --cols 2048 --repeat 7" ;;
         samplesort) echo "--n 60000000" ;;
         nbody) echo "--n 20000 --steps 3" ;;
         mandelbrot) echo "--width 1600 --height 1200 --max-iter 3000" ;;
