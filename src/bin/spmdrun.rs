@@ -249,6 +249,13 @@ fn signal_group(pgid: u32, sig: i32) {
     }
 }
 
+/// Whether a line of the job's stderr reports a failure: spmd's lines for a panic, a hang or a silent peer
+/// (`spmd: rank ...`, `spmd: hang ...`), or an error returned from `main` (`Error: rank ...`). spmd's warnings
+/// (`spmd: SPMD_...`) are not failures.
+fn is_failure(line: &str) -> bool {
+    line.starts_with("spmd: rank ") || line.starts_with("spmd: hang") || line.starts_with("Error: rank ")
+}
+
 fn shell_quote(s: &str) -> String {
     if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c)) {
         s.to_string()
@@ -259,6 +266,20 @@ fn shell_quote(s: &str) -> String {
 
 fn run() -> Result<u8, String> {
     let a = Args::parse();
+    for (name, v) in [
+        ("--timeout", a.timeout),
+        ("--heartbeat", a.heartbeat),
+        ("--grace", Some(a.grace)),
+    ] {
+        if let Some(v) = v
+            && !(v.is_finite() && (0.0..=1e9).contains(&v))
+        {
+            return Err(format!("{name} {v}: expected seconds between 0 and 1e9"));
+        }
+    }
+    if a.timeout == Some(0.0) {
+        return Err("--timeout 0: expected a positive number of seconds".into());
+    }
     let mpirun = a
         .mpirun
         .clone()
@@ -299,8 +320,12 @@ fn run() -> Result<u8, String> {
     let seen = Arc::clone(&failed);
     let forward = std::thread::spawn(move || {
         let mut out = std::io::stderr();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.starts_with("spmd: ") {
+        let mut reader = BufReader::new(stderr);
+        let mut raw = Vec::new();
+        while reader.read_until(b'\n', &mut raw).is_ok_and(|n| n > 0) {
+            let line = String::from_utf8_lossy(&raw).trim_end_matches('\n').to_string();
+            raw.clear();
+            if is_failure(&line) {
                 let mut f = seen.lock().expect("lock");
                 if f.is_none() {
                     *f = Some((Instant::now(), line.starts_with("spmd: hang")));
@@ -382,6 +407,11 @@ mod tests {
             cmd(&["-n", "1", "--threads", "2", "./a"]),
             format!("-n 1 --map-by slot:PE=2 --bind-to core -x RAYON_NUM_THREADS=2 {KEEP}")
         );
+        assert!(is_failure("spmd: rank 3 panicked at src/main.rs:1:1: boom"));
+        assert!(is_failure("spmd: hang: rank 0 (h): barrier() on world"));
+        assert!(!is_failure(
+            "spmd: SPMD_HEARTBEAT is set but MPI does not grant MPI_THREAD_MULTIPLE; no heartbeat"
+        ));
         assert_eq!(
             cmd(&["-n", "6", "--hostfile", "hosts", "--map-by", "node", "./a"]),
             format!("-n 6 --hostfile hosts --map-by node {KEEP} -x SPMD_HEARTBEAT=4")

@@ -105,6 +105,7 @@ impl<T> Completion for CollRequest<'_, T> {
     #[track_caller]
     fn wait(mut self) -> Result<T> {
         let _wait = crate::runtime::watch::enter("wait (collective)", 0, 0);
+        let _loop = crate::runtime::watch::wait_loop();
         while !self.advance(!engine::busy())? {
             crate::runtime::watch::waiting("collective wait");
             engine::progress();

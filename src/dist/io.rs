@@ -40,6 +40,20 @@ fn descr<T: 'static>() -> Option<String> {
     })
 }
 
+/// The size of a `.npy` file of `shape` with a header of `head` bytes, or an error naming the file if it overflows.
+fn npy_bytes<T>(shape: &[usize], head: usize, path: &str) -> Result<usize> {
+    shape
+        .iter()
+        .try_fold(std::mem::size_of::<T>(), |a, &n| a.checked_mul(n))
+        .and_then(|b| b.checked_add(head))
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidArgument,
+                format!("{path}: an array of shape {shape:?} does not fit in memory addresses"),
+            )
+        })
+}
+
 /// The version 1.0 header for an array of `shape` and element `descr`, padded to a multiple of 64 bytes.
 fn header(descr: &str, shape: &[usize]) -> Vec<u8> {
     let dims = match shape {
@@ -53,7 +67,8 @@ fn header(descr: &str, shape: &[usize]) -> Vec<u8> {
     }
     dict.push('\n');
     let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+    let len = u16::try_from(dict.len()).expect("a .npy v1.0 header of a DArray's few dimensions fits in 64 KiB");
+    out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(dict.as_bytes());
     out
 }
@@ -145,7 +160,7 @@ impl<'u, T: Data, D: Dimension> DArray<'u, T, D> {
             );
         };
         let head = header(&d, &self.shape);
-        let total = self.shape.iter().product::<usize>() * std::mem::size_of::<T>() + head.len();
+        let total = npy_bytes::<T>(&self.shape, head.len(), path)?;
         // Staged through row slabs, so that each rank writes one contiguous range with one plain write and the
         // ranges tile the file. A collective write of strided blocks lets an implementation write by reading a
         // whole range, patching it and writing it back ("data sieving"); Open MPI 4.1's OMPIO does so on local
@@ -157,10 +172,24 @@ impl<'u, T: Data, D: Dimension> DArray<'u, T, D> {
         if comm.rank() == 0 {
             file.write_bytes_at(0, &head)?;
         }
-        let row = self.shape[1..].iter().product::<usize>() * std::mem::size_of::<T>();
-        file.write_at(head.len() + rows.start * row, &slab)?;
+        // A failed write on one rank becomes an error on every rank (never a rank waiting alone).
+        let written = (|| -> Result<()> {
+            if comm.rank() == 0 {
+                file.write_bytes_at(0, &head)?;
+            }
+            let row = self.shape[1..].iter().product::<usize>() * std::mem::size_of::<T>();
+            file.write_at(head.len() + rows.start * row, &slab)
+        })();
         drop(file);
-        comm.barrier()
+        let all_ok = comm.all_reduce_scalar(u8::from(written.is_ok()), crate::collective::Op::Min)? == 1;
+        match written {
+            Err(e) => Err(e),
+            Ok(()) if !all_ok => fail(
+                ErrorKind::Mpi,
+                format!("write_npy: another rank failed to write {path}"),
+            ),
+            Ok(()) => Ok(()),
+        }
     }
 
     /// Reads a `.npy` file written by numpy or by [`DArray::write_npy`] (at any number of ranks) into an array
@@ -209,7 +238,7 @@ impl<'u, T: Data, D: Dimension> DArray<'u, T, D> {
                 ),
             );
         }
-        let bytes = shape.iter().product::<usize>() * std::mem::size_of::<T>() + offset;
+        let bytes = npy_bytes::<T>(&shape, offset, path)?;
         if file.size()? < bytes {
             return fail(
                 ErrorKind::InvalidArgument,

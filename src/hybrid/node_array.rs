@@ -131,7 +131,8 @@ impl<'u, T: Data> NodeArray<'u, T> {
     /// [`ErrorKind::InvalidArgument`] on every rank of the node, before anything is written, if a range lies
     /// outside the array or two ranks' ranges overlap (the message names both); [`ErrorKind::Mpi`] if MPI fails.
     pub fn write<R>(&mut self, range: Range<usize>, f: impl FnOnce(&mut [T]) -> R) -> Result<R> {
-        self.seg.write(range, f)
+        let _loop = crate::runtime::watch::wait_loop();
+        self.seg.write(range, &progress, f)
     }
 
     /// A write phase in which each rank writes its [`NodeArray::part`]; `f` gets the part's first index and its
@@ -140,9 +141,10 @@ impl<'u, T: Data> NodeArray<'u, T> {
     /// # Errors
     /// [`ErrorKind::Mpi`] if MPI fails.
     pub fn write_part<R>(&mut self, f: impl FnOnce(usize, &mut [T]) -> R) -> Result<R> {
+        let _loop = crate::runtime::watch::wait_loop();
         let part = self.part();
         let start = part.start;
-        self.seg.write(part, |s| f(start, s))
+        self.seg.write(part, &progress, |s| f(start, s))
     }
 
     /// A write phase in which the node's first rank writes the whole array and the others wait; `f` runs on that
@@ -151,9 +153,10 @@ impl<'u, T: Data> NodeArray<'u, T> {
     /// # Errors
     /// [`ErrorKind::Mpi`] if MPI fails.
     pub fn fill_on_leader(&mut self, f: impl FnOnce(&mut [T])) -> Result<()> {
+        let _loop = crate::runtime::watch::wait_loop();
         let range = if self.local_rank == 0 { 0..self.len() } else { 0..0 };
         let leader = self.local_rank == 0;
-        self.seg.write(range, |s| {
+        self.seg.write(range, &progress, |s| {
             if leader {
                 f(s)
             }
@@ -164,6 +167,12 @@ impl<'u, T: Data> NodeArray<'u, T> {
     pub fn allocated_bytes(&self) -> usize {
         self.seg.allocated_here()
     }
+}
+
+/// What a node array's write phase does while it waits: keeps pending receives moving and watches for hangs.
+fn progress() {
+    crate::request::engine::progress();
+    crate::runtime::watch::waiting("node array write phase");
 }
 
 impl<T: Data> std::fmt::Debug for NodeArray<'_, T> {

@@ -532,6 +532,7 @@ impl<'u> Comm<'u> {
                 .map(Status::from_raw)
                 .map_err(|c| c.error("probe"));
         }
+        let _loop = watch::wait_loop();
         loop {
             if let Some(st) = self.iprobe(Source::from_raw(s), TagMatch::from_raw(t))? {
                 return Ok(st);

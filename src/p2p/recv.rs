@@ -19,6 +19,7 @@ pub(crate) fn probe_message(inner: &CommInner, op: &str, s: i32, t: i32) -> Resu
     if !engine::busy() {
         return inner.raw.mprobe(s, t).map_err(|c| c.error(op));
     }
+    let _loop = crate::runtime::watch::wait_loop();
     let mut spins = 0u32;
     loop {
         let found = engine::progress_then(

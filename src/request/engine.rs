@@ -435,6 +435,7 @@ pub(crate) fn take(id: Id) -> Result<Outcome> {
 
 /// Waits until the entry is done and returns its outcome.
 pub(crate) fn wait(id: Id) -> Result<Outcome> {
+    let _loop = crate::runtime::watch::wait_loop();
     let mut spins = 0u32;
     loop {
         crate::runtime::watch::waiting("receive");

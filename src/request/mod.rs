@@ -69,6 +69,7 @@ fn wait_raw_ref(req: &mut RawRequest, what: &str) -> Result<RawStatus> {
     if !engine::busy() {
         return req.wait().map_err(|c| c.error(what));
     }
+    let _loop = crate::runtime::watch::wait_loop();
     let mut spins = 0u32;
     loop {
         if let Some(st) = req.test().map_err(|c| c.error(what))? {
@@ -135,6 +136,7 @@ pub trait Completion: poll::Poll {
 }
 
 fn spin_until(mut done: impl FnMut() -> Result<bool>) -> Result<()> {
+    let _loop = crate::runtime::watch::wait_loop();
     let mut spins = 0u32;
     loop {
         crate::runtime::watch::waiting("wait");

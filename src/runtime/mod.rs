@@ -388,7 +388,7 @@ fn start_watch(universe: &Universe) {
     let inner = universe.world_inner();
     match v.trim().parse::<f64>() {
         Ok(x) if x.is_finite() && x > 0.0 => watch::start(
-            std::time::Duration::from_secs_f64(x),
+            std::time::Duration::try_from_secs_f64(x).unwrap_or(std::time::Duration::MAX),
             inner.rank,
             inner.size,
             Arc::as_ptr(inner) as usize,
@@ -451,7 +451,7 @@ fn start_heartbeat(universe: &Universe) -> Result<Option<raw::heartbeat::Heartbe
     let hosts = world.all_gather_obj(&host)?;
     let _ = HOSTS.set((world.rank(), hosts));
     let dup = universe.world_inner().raw.dup()?;
-    let limit = std::time::Duration::from_secs_f64(limit);
+    let limit = std::time::Duration::try_from_secs_f64(limit).unwrap_or(std::time::Duration::from_secs(1 << 40));
     raw::heartbeat::start(dup, limit / 4, limit, peer_silent).map(Some)
 }
 

@@ -86,7 +86,10 @@ pub(crate) fn start(timeout: Duration, rank: usize, size: usize, world_ctx: usiz
             world_ctx,
         })
     });
-    TIMEOUT_MS.store(timeout.as_millis().max(1) as u64, Ordering::SeqCst);
+    TIMEOUT_MS.store(
+        u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX).max(1),
+        Ordering::SeqCst,
+    );
 }
 
 /// Turns it off (before `MPI_Finalize`).
@@ -124,6 +127,24 @@ fn enter_slow(op: &'static str, ctx: usize, size: usize, at: &'static Location<'
     }));
     SINCE.set(None);
     Guard(true)
+}
+
+/// Marks a wait loop (made before it starts): when no operation is recorded, the loop's wait is timed from its
+/// own start, and the guard forgets that start when the loop ends.
+#[inline]
+pub(crate) fn wait_loop() -> LoopGuard {
+    LoopGuard(on() && CURRENT.get().is_none())
+}
+
+/// Ends the timing of an unrecorded wait loop.
+pub(crate) struct LoopGuard(bool);
+
+impl Drop for LoopGuard {
+    fn drop(&mut self) {
+        if self.0 {
+            SINCE.set(None);
+        }
+    }
 }
 
 /// Clears the record of the operation it was made for.

@@ -97,14 +97,16 @@ impl File {
     }
 
     /// `MPI_File_write_at` of the elements of `data` as one contiguous range from byte `at` (independent), in
-    /// pieces of at most `i32::MAX` elements.
+    /// pieces of at most 1 GiB.
     pub(crate) fn write_at<T: Data>(&self, at: usize, data: &[T]) -> Result<()> {
         let elem = Elem::of::<T>();
         let dt = element_type(&elem)?;
+        // At most 1 GiB per call: some MPI-IO implementations mishandle single calls of 2 GiB or more.
         let size = std::mem::size_of::<T>().max(1);
-        for (k, piece) in data.chunks(c_int::MAX as usize).enumerate() {
+        let per_call = ((1usize << 30) / size).clamp(1, c_int::MAX as usize);
+        for (k, piece) in data.chunks(per_call).enumerate() {
             let mut st = super::p2p::new_status();
-            let from = offset("write", at + k * (c_int::MAX as usize) * size)?;
+            let from = offset("write", at + k * per_call * size)?;
             // SAFETY: open file with the default (byte) view; `piece` holds `piece.len()` (<= i32::MAX) elements of
             // the committed type `dt`, read only during the call; valid status pointer.
             let rc = unsafe {

@@ -14,7 +14,7 @@ use std::ops::Range;
 
 use mpi::ffi;
 
-use super::{RawComm, check};
+use super::{RawComm, RawRequest, check};
 use crate::buffer::Data;
 use crate::error::{Error, ErrorKind, Result};
 
@@ -47,14 +47,16 @@ impl RawComm {
                     format!("allocate_shared: {len} elements overflow"),
                 )
             })?;
-        // Room to align the start by hand if MPI's alignment is weaker than the element's.
-        let here = if me == 0 { bytes } else { 0 };
-        let size = ffi::MPI_Aint::try_from(here).map_err(|_| {
+        // Room to align the start by hand if MPI's alignment is weaker than the element's. Every rank checks the
+        // size (they all pass the same length), so all of them fail alike before any collective call.
+        let total = ffi::MPI_Aint::try_from(bytes).map_err(|_| {
             Error::new(
                 ErrorKind::InvalidArgument,
                 format!("allocate_shared: {bytes} bytes exceed MPI_Aint"),
             )
         })?;
+        let here = if me == 0 { bytes } else { 0 };
+        let size = if me == 0 { total } else { 0 };
         let mut base = MaybeUninit::<*mut c_void>::uninit();
         let mut win = MaybeUninit::<ffi::MPI_Win>::uninit();
         // SAFETY: valid (node) communicator; `base` receives a pointer (MPI's baseptr is a pointer to a pointer),
@@ -114,7 +116,7 @@ impl RawComm {
             // synchronisation below. Zero bytes are a valid `T` (`Data: AnyBitPattern`).
             unsafe { std::ptr::write_bytes(seg.base, 0, len) };
         }
-        seg.fence()?;
+        seg.fence(&|| {})?;
         Ok(seg)
     }
 }
@@ -135,13 +137,24 @@ impl<T: Data> SharedSegment<T> {
     /// A write phase (collective over the node): this rank may write `range`, which must not overlap any other
     /// rank's range; `f` gets `&mut` access to it. Ranks' ranges are exchanged and checked first: overlapping or
     /// out-of-bounds ranges are an error on every rank, before anything is written.
-    pub(crate) fn write<R>(&mut self, range: Range<usize>, f: impl FnOnce(&mut [T]) -> R) -> Result<R> {
-        let mine = [range.start as u64, range.end as u64];
+    ///
+    /// The phase's collectives are non-blocking, completed by test loops that call `progress` (so that the
+    /// caller's pending receives keep moving). A panic in `f` still ends the phase (its fence runs) before it
+    /// propagates, so no rank leaves the phase while others write.
+    pub(crate) fn write<R>(
+        &mut self,
+        range: Range<usize>,
+        progress: &dyn Fn(),
+        f: impl FnOnce(&mut [T]) -> R,
+    ) -> Result<R> {
+        let mine = vec![range.start as u64, range.end as u64];
         let size = self.comm.size()?;
         let mut all = vec![0u64; 2 * size];
-        // SAFETY: `mine` holds 2 u64, `all` 2 per rank; valid communicator.
+        let mut req = MaybeUninit::<ffi::MPI_Request>::uninit();
+        // SAFETY: `mine` holds 2 u64, `all` 2 per rank; both outlive the request, completed just below (or, on an
+        // error of the test, leaked with the request so MPI never writes into freed memory); valid communicator.
         let rc = unsafe {
-            ffi::MPI_Allgather(
+            ffi::MPI_Iallgather(
                 mine.as_ptr().cast(),
                 2,
                 ffi::RSMPI_UINT64_T,
@@ -149,9 +162,18 @@ impl<T: Data> SharedSegment<T> {
                 2,
                 ffi::RSMPI_UINT64_T,
                 self.comm.handle,
+                req.as_mut_ptr(),
             )
         };
-        check(rc, "MPI_Allgather")?;
+        check(rc, "MPI_Iallgather")?;
+        // SAFETY: initialised by the successful call.
+        let mut req = RawRequest::new(unsafe { req.assume_init() });
+        if let Err(e) = complete(&mut req, progress, "MPI_Iallgather") {
+            std::mem::forget(req);
+            std::mem::forget(all);
+            std::mem::forget(mine);
+            return Err(e);
+        }
         let ranges: Vec<Range<u64>> = all.chunks(2).map(|c| c[0]..c[1]).collect();
         if let Some(r) = ranges.iter().position(|r| r.start > r.end || r.end > self.len as u64) {
             return Err(Error::new(
@@ -185,24 +207,42 @@ impl<T: Data> SharedSegment<T> {
             // `&mut self`, so no rank holds a `read` borrow; the phase ends with a fence.
             unsafe { std::slice::from_raw_parts_mut(self.base.add(range.start), range.len()) }
         };
-        let out = f(part);
-        self.fence()?;
-        Ok(out)
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(part)));
+        self.fence(progress)?;
+        match out {
+            Ok(out) => Ok(out),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
     }
 
     /// Makes every rank's writes visible to every rank: `MPI_Win_sync`, barrier, `MPI_Win_sync`.
-    fn fence(&self) -> Result<()> {
-        // SAFETY: valid window inside the lock_all epoch; valid communicator.
-        unsafe {
-            check(ffi::MPI_Win_sync(self.win), "MPI_Win_sync")?;
-            check(ffi::MPI_Barrier(self.comm.handle), "MPI_Barrier")?;
-            check(ffi::MPI_Win_sync(self.win), "MPI_Win_sync")
-        }
+    fn fence(&self, progress: &dyn Fn()) -> Result<()> {
+        // SAFETY: valid window inside the lock_all epoch.
+        check(unsafe { ffi::MPI_Win_sync(self.win) }, "MPI_Win_sync")?;
+        let mut req = MaybeUninit::<ffi::MPI_Request>::uninit();
+        // SAFETY: valid communicator and out pointer.
+        let rc = unsafe { ffi::MPI_Ibarrier(self.comm.handle, req.as_mut_ptr()) };
+        check(rc, "MPI_Ibarrier")?;
+        // SAFETY: initialised by the successful call.
+        let mut req = RawRequest::new(unsafe { req.assume_init() });
+        complete(&mut req, progress, "MPI_Ibarrier")?;
+        // SAFETY: valid window inside the lock_all epoch.
+        check(unsafe { ffi::MPI_Win_sync(self.win) }, "MPI_Win_sync")
     }
 
     /// Bytes this rank allocated for the node (the whole array plus alignment slack on node rank 0, 0 elsewhere).
     pub(crate) fn allocated_here(&self) -> usize {
         self.allocated
+    }
+}
+
+/// Completes a request by testing it, calling `progress` between tests.
+fn complete(req: &mut RawRequest, progress: &dyn Fn(), what: &str) -> Result<()> {
+    loop {
+        if req.test().map_err(|c| c.error(what))?.is_some() {
+            return Ok(());
+        }
+        progress();
     }
 }
 
