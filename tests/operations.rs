@@ -306,6 +306,85 @@ fn launcher_timeout() -> Result<(), Failed> {
     Ok(())
 }
 
+/// SIGTERM (or Ctrl-C) to spmdrun ends the whole job: spmdrun exits with 128 + 15 and no rank is left.
+fn launcher_forwards_signals() -> Result<(), Failed> {
+    use std::io::{BufRead, BufReader};
+    let exe = std::env::current_exe()?;
+    let mut cmd = spmdrun();
+    if let Ok(m) = std::env::var("SPMD_MPIRUN") {
+        cmd.args(["--mpirun", &m]);
+    }
+    cmd.args([
+        "-n",
+        "2",
+        "--oversubscribe",
+        "-x",
+        "SPMD_TEST_CHILD=1",
+        "-x",
+        "SPMD_TEST_CASES=beat_loop",
+    ])
+    .arg(&exe)
+    .env("SPMD_TEST_CHILD", "1")
+    .env("SPMD_TEST_CASES", "beat_loop")
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn()?;
+    let stdout = child.stdout.take().expect("piped");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut pids = Vec::new();
+    while pids.len() < 2 {
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(l) => {
+                if let Some(p) = l.split(" pid ").nth(1).and_then(|p| p.trim().parse::<i32>().ok()) {
+                    pids.push(p);
+                }
+            }
+            Err(_) => {
+                let _ = child.kill();
+                return Err("the ranks did not start".into());
+            }
+        }
+    }
+    // SAFETY: kill(2) on the launcher this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let t0 = std::time::Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait()? {
+            break st;
+        }
+        if t0.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            return Err("spmdrun did not end within 10 s of SIGTERM".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // The ranks go within moments (a zombie has ended already).
+    let running = |p: &i32| {
+        std::fs::read_to_string(format!("/proc/{p}/stat"))
+            .is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')))
+    };
+    let mut alive: Vec<i32> = pids.clone();
+    let t1 = std::time::Instant::now();
+    while !alive.is_empty() && t1.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+        alive.retain(running);
+    }
+    println!(
+        "SIGTERM: spmdrun ended after {:.1} s with {:?}; ranks left: {alive:?}",
+        t0.elapsed().as_secs_f64(),
+        status.code()
+    );
+    if status.code() != Some(143) || !alive.is_empty() {
+        return Err(format!("status {:?}, ranks still alive {alive:?}", status.code()).into());
+    }
+    Ok(())
+}
+
 fn main() {
     common::child_if_asked(CASES);
     let trials = vec![
@@ -336,6 +415,7 @@ fn main() {
         Trial::test("spmdrun::dry_run", dry_run),
         Trial::test("spmdrun::runs_example", runs_example),
         Trial::test("spmdrun::timeout", launcher_timeout),
+        Trial::test("spmdrun::forwards_signals", launcher_forwards_signals),
     ];
     let mut args = libtest_mimic::Arguments::from_args();
     args.test_threads.get_or_insert(1);

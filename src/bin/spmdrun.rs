@@ -19,14 +19,17 @@
 //!   is killed if it runs longer than that plus `--grace`;
 //! - a heartbeat (`SPMD_HEARTBEAT`, on by default with a hostfile): each rank hears from its neighbour every
 //!   second; 4 s of silence ends the job, so a frozen host (which mpirun never notices) cannot hang it;
-//! - once a rank has reported a failure (a line starting `spmd: `), the job gets `--grace` seconds to end before
-//!   spmdrun ends it, since mpirun may wait forever for a host that is frozen or cut off.
+//! - once a rank has reported a failure (a panic, a hang, a silent peer, an error from `main`), the job gets
+//!   `--grace` seconds to end before spmdrun ends it, since mpirun may wait forever for a host that is frozen or
+//!   cut off;
+//! - Ctrl-C (SIGINT), SIGTERM and SIGHUP to spmdrun end the whole job (mpirun runs in a process group of its own).
 //!
 //! Not covered yet: Slurm's `srun`, MPICH-specific fault settings.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -237,6 +240,23 @@ fn cargo_target(kind: &str, name: &str, dry_run: bool) -> Result<String, String>
     Ok(path)
 }
 
+/// The last of SIGINT, SIGTERM or SIGHUP that spmdrun received (0: none).
+static SIGNALLED: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    SIGNALLED.store(sig, Ordering::Relaxed);
+}
+
+/// Notes SIGINT, SIGTERM and SIGHUP instead of dying of them, so that the job can be ended with spmdrun.
+#[allow(unsafe_code)]
+fn catch_signals() {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        // SAFETY: the handler only stores to an atomic (async-signal-safe); `signal` takes no pointers of ours.
+        unsafe { libc::signal(sig, handler) };
+    }
+}
+
 /// Sends `sig` to the process group `pgid` (mpirun's, which it leads: spmdrun started it in a new group).
 #[allow(unsafe_code)]
 fn signal_group(pgid: u32, sig: i32) {
@@ -312,6 +332,7 @@ fn run() -> Result<u8, String> {
     eprintln!("spmdrun: {line}");
     let mut cmd = Command::new(&mpirun);
     cmd.args(&args).stderr(Stdio::piped()).process_group(0);
+    catch_signals();
     let mut child = cmd.spawn().map_err(|e| format!("cannot start {mpirun}: {e}"))?;
     let pgid = child.id();
     // Forward the job's stderr, noting when a rank reports a failure (spmd's lines start with "spmd: ").
@@ -344,6 +365,13 @@ fn run() -> Result<u8, String> {
     let code = loop {
         if let Some(st) = child.try_wait().map_err(|e| e.to_string())? {
             break st.code().map_or(1, |c| c.clamp(0, 255) as u8);
+        }
+        let sig = SIGNALLED.load(Ordering::Relaxed);
+        if sig != 0 {
+            // Ctrl-C, or the batch system ending spmdrun: pass it on to the job (mpirun sits in its own group).
+            eprintln!("spmdrun: signal {sig}; ending the job");
+            end_job(&mut child);
+            break 128u8.saturating_add(sig as u8);
         }
         if let Some(t) = a.timeout
             && start.elapsed() > Duration::from_secs_f64(t + a.grace)
