@@ -201,6 +201,16 @@ fn spmdrun() -> Command {
     Command::new(env!("CARGO_BIN_EXE_spmdrun"))
 }
 
+/// `spmdrun [--mpirun $SPMD_MPIRUN] -n 2 --oversubscribe`, for the tests that run a job through it.
+fn spmdrun_np2() -> Command {
+    let mut cmd = spmdrun();
+    if let Ok(m) = std::env::var("SPMD_MPIRUN") {
+        cmd.args(["--mpirun", &m]);
+    }
+    cmd.args(["-n", "2", "--oversubscribe"]);
+    cmd
+}
+
 /// `--dry-run` prints the mpirun command for the usual layouts.
 fn dry_run() -> Result<(), Failed> {
     if !common::open_mpi_launcher() {
@@ -249,20 +259,8 @@ fn dry_run() -> Result<(), Failed> {
 
 /// `spmdrun -n 2 --example pi` builds (already built) and runs the example.
 fn runs_example() -> Result<(), Failed> {
-    let mut cmd = spmdrun();
-    if let Ok(m) = std::env::var("SPMD_MPIRUN") {
-        cmd.args(["--mpirun", &m]);
-    }
-    cmd.args([
-        "-n",
-        "2",
-        "--oversubscribe",
-        "--example",
-        "pi",
-        "--",
-        "--intervals",
-        "100000",
-    ]);
+    let mut cmd = spmdrun_np2();
+    cmd.args(["--example", "pi", "--", "--intervals", "100000"]);
     let out = cmd.output()?;
     let (so, se) = (
         String::from_utf8_lossy(&out.stdout),
@@ -277,11 +275,8 @@ fn runs_example() -> Result<(), Failed> {
 /// The launcher passes the timeout to the ranks: a deadlock through spmdrun ends with status 124.
 fn launcher_timeout() -> Result<(), Failed> {
     let exe = std::env::current_exe()?;
-    let mut cmd = spmdrun();
+    let mut cmd = spmdrun_np2();
     cmd.args([
-        "-n",
-        "2",
-        "--oversubscribe",
         "--timeout",
         "2",
         "-x",
@@ -289,9 +284,6 @@ fn launcher_timeout() -> Result<(), Failed> {
         "-x",
         "SPMD_TEST_CASES=no_sender",
     ]);
-    if let Ok(m) = std::env::var("SPMD_MPIRUN") {
-        cmd.args(["--mpirun", &m]);
-    }
     cmd.arg(exe)
         .env("SPMD_TEST_CHILD", "1")
         .env("SPMD_TEST_CASES", "no_sender");
@@ -310,24 +302,13 @@ fn launcher_timeout() -> Result<(), Failed> {
 fn launcher_forwards_signals() -> Result<(), Failed> {
     use std::io::{BufRead, BufReader};
     let exe = std::env::current_exe()?;
-    let mut cmd = spmdrun();
-    if let Ok(m) = std::env::var("SPMD_MPIRUN") {
-        cmd.args(["--mpirun", &m]);
-    }
-    cmd.args([
-        "-n",
-        "2",
-        "--oversubscribe",
-        "-x",
-        "SPMD_TEST_CHILD=1",
-        "-x",
-        "SPMD_TEST_CASES=beat_loop",
-    ])
-    .arg(&exe)
-    .env("SPMD_TEST_CHILD", "1")
-    .env("SPMD_TEST_CASES", "beat_loop")
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::null());
+    let mut cmd = spmdrun_np2();
+    cmd.args(["-x", "SPMD_TEST_CHILD=1", "-x", "SPMD_TEST_CASES=beat_loop"])
+        .arg(&exe)
+        .env("SPMD_TEST_CHILD", "1")
+        .env("SPMD_TEST_CASES", "beat_loop")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
     let mut child = cmd.spawn()?;
     let stdout = child.stdout.take().expect("piped");
     let (tx, rx) = std::sync::mpsc::channel::<String>();
