@@ -52,6 +52,26 @@ fn fine(comm: &Comm) -> spmd::Result<()> {
     Ok(())
 }
 
+/// Ring exchanges in scopes whose handles are dropped (the scope's end waits for them) for longer than the
+/// timeout in all: separate waits must not add up to a hang.
+fn scope_loop(comm: &Comm) -> spmd::Result<()> {
+    let (r, p) = (comm.rank(), comm.size());
+    let (right, left) = ((r + 1) % p, (r + p - 1) % p);
+    let send = vec![r as f64; 1000];
+    let mut recv = vec![0.0; 1000];
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < Duration::from_millis(2500) {
+        spmd::request::scope(|s| -> spmd::Result<()> {
+            let _ = comm.irecv_buf_into(s, left, 3, &mut recv)?;
+            let _ = comm.isend_buf(s, right, 3, &send)?;
+            Ok(())
+        })?;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    check!(comm, recv[0] == left as f64, "ring value");
+    Ok(())
+}
+
 /// Barriers in a loop for up to 20 s, after announcing each rank's process id.
 fn beat_loop(comm: &Comm) -> spmd::Result<()> {
     println!("READY rank {} pid {}", comm.rank(), std::process::id());
@@ -68,6 +88,7 @@ const CASES: &[Case] = &[
     special("no_sender", no_sender),
     special("fine", fine),
     special("beat_loop", beat_loop),
+    special("scope_loop", scope_loop),
 ];
 
 const TIMEOUT: f64 = 2.0;
@@ -121,6 +142,15 @@ fn deadlock(np: usize, case: &str, expect: &[(usize, &str, u32)]) -> Result<(), 
                 return Err(format!("rank {rank}: no row with {op:?} at {at}\n{}", out.describe()).into());
             }
         }
+    }
+    Ok(())
+}
+
+/// Short waits in a loop that outlasts the timeout are not a hang.
+fn scope_loop_with_timeout() -> Result<(), Failed> {
+    let out = common::special_job(3, "scope_loop").env("SPMD_TIMEOUT", "1").run();
+    if !out.stdout.contains("spmd-test ok scope_loop") || out.stderr.contains("spmd: hang") {
+        return Err(out.describe().into());
     }
     Ok(())
 }
@@ -391,6 +421,7 @@ fn main() {
             )
         }),
         Trial::test("hang::no_false_alarm", fine_with_timeout),
+        Trial::test("hang::no_false_alarm_across_scopes", scope_loop_with_timeout),
         Trial::test("heartbeat::stopped_rank_np3", heartbeat_stopped_rank),
         Trial::test("heartbeat::clean_finish", heartbeat_clean),
         Trial::test("spmdrun::dry_run", dry_run),

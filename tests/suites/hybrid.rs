@@ -177,6 +177,31 @@ fn node_array(comm: &Comm) -> spmd::Result<()> {
     Ok(())
 }
 
+/// A write phase keeps pending receives moving: rank 0 waits in a phase while rank 1 is still sending it a large
+/// object that rank 0's pending receive must take first (with blocking phase collectives, both waited forever).
+fn node_array_pending_receive(comm: &Comm) -> spmd::Result<()> {
+    let node = comm.split_shared()?;
+    let mut a = NodeArray::<u64>::new(comm, 64)?;
+    if node.size() < 2 || comm.rank() > 1 {
+        a.write_part(|_, part| part.fill(1))?;
+        return Ok(());
+    }
+    let big: Vec<f64> = (0..1 << 18).map(f64::from).collect(); // 2 MiB: sent by rendezvous
+    let mut pending = None;
+    if comm.rank() == 0 {
+        pending = Some(comm.irecv_obj::<Vec<f64>>(1, 9)?);
+    } else {
+        comm.send_obj(0, 9, &big)?;
+    }
+    a.write_part(|_, part| part.fill(1))?;
+    if let Some(r) = pending {
+        let (got, _) = spmd::request::Completion::wait(r)?;
+        check!(comm, got == big, "the object received during the write phase differs");
+    }
+    check!(comm, a.as_slice().iter().all(|&x| x == 1), "write phase");
+    Ok(())
+}
+
 /// Hierarchical and flat all-reduce and broadcast agree (integers: exactly), from every root.
 fn hierarchical(comm: &Comm) -> spmd::Result<()> {
     let mut h = Hybrid::new(comm, Threads::Exactly(1))?;
@@ -245,6 +270,7 @@ pub const CASES: &[Case] = &[
     special("layout", layout),
     world_case("node_info", node_info),
     world_case("node_array", node_array),
+    world_case("node_array_pending_receive", node_array_pending_receive),
     world_case("hierarchical", hierarchical),
     world_case("reproducible", reproducible),
 ];
