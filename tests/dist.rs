@@ -592,10 +592,22 @@ const CASES: &[Case] = &[
     world_case("npy_rewrite", npy_rewrite),
 ];
 
+/// The same cases with the hang diagnosis on, which makes every wait a test loop (and once crashed the box
+/// exchanges inside Open MPI's MPI_Ialltoallw).
+fn cases_with_timeout() -> Result<(), libtest_mimic::Failed> {
+    let exe = std::env::current_exe().expect("test binary");
+    let out = common::mpirun(2, exe)
+        .env("SPMD_TEST_CHILD", "1")
+        .env("SPMD_TIMEOUT", "60")
+        .run();
+    common::check_cases_ok(CASES, None, 2, &out)?;
+    Ok(())
+}
+
 fn main() {
-    let extra = vec![Trial::test(
-        "npy::written_at_np4_loads_in_numpy_and_reads_at_np3",
-        npy_numpy,
-    )];
+    let extra = vec![
+        Trial::test("np2_with_spmd_timeout", cases_with_timeout),
+        Trial::test("npy::written_at_np4_loads_in_numpy_and_reads_at_np3", npy_numpy),
+    ];
     common::main_with_sizes(CASES, &[1, 2, 3, 4, 6], extra);
 }

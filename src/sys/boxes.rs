@@ -51,7 +51,8 @@ impl RawComm {
     ///
     /// First the ranks check, with two small non-blocking collectives, that what each rank sends a peer is as
     /// long as what that peer expects (otherwise every rank returns an error and no data moves) and whether any
-    /// rank has receives pending (`busy`), which makes every rank use `MPI_Ialltoallw` completed by `wait`.
+    /// rank has receives pending (`busy`; the two checks are completed by `wait`, which keeps them moving). The data
+    /// then moves with a blocking `MPI_Alltoallw` (see the note at the call).
     /// MPI touches only elements inside the boxes, which are asserted to lie inside the arrays.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn exchange_boxes<T: Data>(
@@ -127,7 +128,6 @@ impl RawComm {
                 format!("{op}: the ranks disagree on the layout (see the error of the rank that noticed)"),
             ));
         }
-        let nb = all[1] != 0;
 
         // 3. The data.
         let elem = Elem::of::<T>();
@@ -163,45 +163,25 @@ impl RawComm {
         } else {
             recv.data.as_mut_ptr().cast()
         };
-        if nb {
-            let mut req = MaybeUninit::<ffi::MPI_Request>::uninit();
-            // SAFETY: per peer a count of 0 or 1 subarray type whose box lies inside the array at the pointer
-            // (checked above and by `subarray`); send read-only, receive exclusively borrowed for this call; the
-            // arrays and types stay alive until `wait` returns (or the request, dropped inside it, has waited).
-            rc(unsafe {
-                ffi::MPI_Ialltoallw(
-                    s_ptr,
-                    s_cnt.as_ptr(),
-                    displs.as_ptr(),
-                    s_types.as_ptr(),
-                    r_ptr,
-                    r_cnt.as_ptr(),
-                    displs.as_ptr(),
-                    r_types.as_ptr(),
-                    self.handle,
-                    req.as_mut_ptr(),
-                )
-            })
-            .map_err(|c| c.error(op))?;
-            // SAFETY: initialised by the successful call.
-            wait(RawRequest::new(unsafe { req.assume_init() }))?;
-        } else {
-            // SAFETY: as above, blocking.
-            rc(unsafe {
-                ffi::MPI_Alltoallw(
-                    s_ptr,
-                    s_cnt.as_ptr(),
-                    displs.as_ptr(),
-                    s_types.as_ptr(),
-                    r_ptr,
-                    r_cnt.as_ptr(),
-                    displs.as_ptr(),
-                    r_types.as_ptr(),
-                    self.handle,
-                )
-            })
-            .map_err(|c| c.error(op))?;
-        }
+        // Blocking even when receives are pending: Open MPI 4.1.4's MPI_Ialltoallw crashes in
+        // ompi_coll_base_retain_datatypes_w on these subarray types (signal 11, reproduced by `dist`'s cases under
+        // SPMD_TIMEOUT, which makes every wait non-blocking).
+        // SAFETY: per peer a count of 0 or 1 subarray type whose box lies inside the array at the pointer (checked
+        // above and by `subarray`); send read-only, receive exclusively borrowed for this call.
+        rc(unsafe {
+            ffi::MPI_Alltoallw(
+                s_ptr,
+                s_cnt.as_ptr(),
+                displs.as_ptr(),
+                s_types.as_ptr(),
+                r_ptr,
+                r_cnt.as_ptr(),
+                displs.as_ptr(),
+                r_types.as_ptr(),
+                self.handle,
+            )
+        })
+        .map_err(|c| c.error(op))?;
         drop(keep);
         Ok(())
     }
