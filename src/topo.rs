@@ -31,6 +31,7 @@ use std::sync::Arc;
 use crate::comm::{Comm, CommInner};
 use crate::error::{ErrorKind, Result, fail};
 use crate::p2p::Peer;
+use crate::sys::RawComm;
 
 /// A Cartesian process grid (see the [module docs](self)). Cheap to clone: clones share the communicator.
 #[derive(Clone, Debug)]
@@ -114,13 +115,20 @@ impl<'u> Comm<'u> {
         fill_dims("grid", self.size(), &mut dims)?;
         let raw = crate::request::blocking_call(|| self.inner.raw.cart_create(&dims, periodic))?;
         let coords = raw.cart_coords(raw.rank()?, dims.len())?;
+        Grid::wrap(raw, dims, periodic.to_vec(), coords)
+    }
+}
+
+impl<'u> Grid<'u> {
+    /// A grid around a new Cartesian communicator, with the private duplicate for the library's own traffic.
+    fn wrap(raw: RawComm, dims: Vec<usize>, periodic: Vec<bool>, coords: Vec<usize>) -> Result<Grid<'u>> {
         let comm = Comm::from_inner(Arc::new(CommInner::new(raw)?));
         let lib = comm.dup()?;
         Ok(Grid {
             comm,
             lib,
             dims,
-            periodic: periodic.to_vec(),
+            periodic,
             coords,
         })
     }
@@ -267,15 +275,7 @@ impl<'u> Grid<'u> {
             // MPI gives a 0-dimensional grid of one process; spmd keeps one dimension of length 1.
             (dims, coords, periodic) = (vec![1], vec![0], vec![false]);
         }
-        let comm = Comm::from_inner(Arc::new(CommInner::new(raw)?));
-        let lib = comm.dup()?;
-        Ok(Grid {
-            comm,
-            lib,
-            dims,
-            periodic,
-            coords,
-        })
+        Grid::wrap(raw, dims, periodic, coords)
     }
 
     /// The communicator for spmd's own traffic on this grid.
