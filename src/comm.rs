@@ -239,17 +239,32 @@ impl<'u> Comm<'u> {
         Ok(raw.into_rsmpi())
     }
 
-    /// This communicator without the size agreement of buffer collectives: each collective is then exactly the
-    /// bare MPI call, at C's speed.
+    /// This communicator without spmd's size checks for buffers: each buffer collective is then exactly the bare
+    /// MPI call, and buffer receives into a given buffer (`recv_buf_into`, `irecv_buf_into`) are the bare
+    /// `MPI_Recv` / `MPI_Irecv`, at C's speed.
     ///
     /// Safe collectives first agree on sizes across ranks (one small extra collective, see
-    /// [`crate::collective`]), because Open MPI writes past a receive buffer when ranks pass sizes that disagree.
-    /// Receives still use a matched probe where MPI could otherwise write past the buffer.
+    /// [`crate::collective`]), and safe receives learn a message's size with a matched probe before receiving it,
+    /// because Open MPI writes past a receive buffer when a larger message arrives. Receives that size their own
+    /// buffer (`recv_buf`) and object operations keep their checks on this handle; while non-blocking receives of
+    /// a checked handle are pending, receives of this one also go through the probe, so that receives still match
+    /// in the order they started.
+    ///
+    /// ```no_run
+    /// # fn main() -> spmd::Result<()> {
+    /// # let universe = spmd::init()?; let world = universe.world();
+    /// // SAFETY: every rank passes one f64 to each all-reduce, and every message to this rank fits its buffer.
+    /// let fast = unsafe { world.unchecked() };
+    /// let mut sum = 0.0;
+    /// fast.all_reduce_buf(&1.0f64, &mut sum, spmd::Op::Sum)?;
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Safety
     /// In every buffer collective made through the returned handle, all ranks must pass sizes that agree as MPI
     /// requires (the same count to a broadcast, the root's blocks matching the others' buffers, varcount counts
-    /// matching what each rank sends). Otherwise MPI may write past a buffer.
+    /// matching what each rank sends); and every message a buffer receive of the handle gets must fit its buffer.
+    /// Otherwise MPI may write past a buffer.
     #[allow(unsafe_code)] // an `unsafe fn` states a contract; it performs no unsafe operation itself
     pub unsafe fn unchecked(&self) -> Comm<'u> {
         self.agreed()

@@ -328,8 +328,10 @@ impl<'u> Comm<'u> {
         if !crate::request::engine::busy() {
             return self.inner.raw.send(d, dest, tag, mode).map_err(|c| c.error(&ctx()));
         }
-        let req = self.inner.raw.isend(d, dest, tag, mode).map_err(|c| c.error(&ctx()))?;
-        crate::request::wait_raw(req, &ctx())
+        let mut req = self.inner.raw.isend(d, dest, tag, mode).map_err(|c| c.error(&ctx()))?;
+        crate::request::wait_raw_code(&mut req, op)
+            .map(|_| ())
+            .map_err(|c| c.error(&ctx()))
     }
 
     // ----- buffers --------------------------------------------------------------------------------------------

@@ -50,33 +50,51 @@ pub(crate) fn recv_into_desc(
     t: i32,
 ) -> Result<Status> {
     let inner = &comm.inner;
-    if !comm.checked {
-        // The caller promised (`Comm::unchecked`) that messages fit.
+    if !comm.checked && !engine::busy() {
+        // The caller promised (`Comm::unchecked`) that messages fit. (With receives pending, the probe keeps
+        // the order in which receives match and keeps them moving.)
         return inner
             .raw
             .recv_plain(desc, s, t)
             .map(Status::from_raw)
             .map_err(|c| c.error(op));
     }
-    let (msg, st) = probe_message(inner, op, s, t)?;
-    if st.bytes > desc.bytes {
-        let (bytes, _) = msg.recv_bytes()?;
-        if codec::is_object(&bytes) {
-            drain_parts(inner, st, &bytes);
-            return Err(wrong_family_for_buffer(op, st, bytes.len()));
+    let got = if engine::busy() {
+        let (msg, st) = probe_message(inner, op, s, t)?;
+        if st.bytes > desc.bytes {
+            return Err(too_long(inner, op, msg, desc.bytes, elem_bytes, name));
         }
-        return Err(truncated(op, st, desc.bytes, elem_bytes, name));
-    }
-    let got = msg
-        .recv(desc)
-        .map_err(|c| c.error(&format!("{op} from rank {} (tag {})", st.source, st.tag)))?;
+        msg.recv(desc)
+            .map_err(|c| c.error(&format!("{op} from rank {} (tag {})", st.source, st.tag)))?
+    } else {
+        // The common case in one call: probe, and receive when the message fits.
+        match inner.raw.mprobe_recv(desc, s, t).map_err(|c| c.error(op))? {
+            Ok(st) => st,
+            Err(msg) => return Err(too_long(inner, op, msg, desc.bytes, elem_bytes, name)),
+        }
+    };
     if got.bytes >= codec::PREFIX && desc.starts_with(&codec::MAGIC) {
         let mut head = [0u8; codec::PREFIX];
         desc.read_prefix(&mut head);
-        drain_parts(inner, st, &head);
-        return Err(wrong_family_for_buffer(op, st, got.bytes));
+        drain_parts(inner, got, &head);
+        return Err(wrong_family_for_buffer(op, got, got.bytes));
     }
     Ok(Status::from_raw(got))
+}
+
+/// Takes a message longer than the buffer out of the way and names the mistake: an object message, or a
+/// buffer message that does not fit.
+#[cold]
+fn too_long(inner: &CommInner, op: &str, msg: RawMessage, cap: usize, elem_bytes: usize, name: &str) -> Error {
+    let st = msg.status();
+    match msg.recv_bytes() {
+        Ok((bytes, _)) if codec::is_object(&bytes) => {
+            drain_parts(inner, st, &bytes);
+            wrong_family_for_buffer(op, st, bytes.len())
+        }
+        Ok(_) => truncated(op, st, cap, elem_bytes, name),
+        Err(e) => e,
+    }
 }
 
 /// Receives one buffer message into a new `Vec<T>` of its size.

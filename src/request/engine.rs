@@ -12,7 +12,7 @@
 //! part of it.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::codec;
@@ -80,18 +80,69 @@ struct Entry {
     detached: bool,
 }
 
+type Key = (usize, i32, i32);
+
 struct Registry {
     next: Id,
-    entries: Vec<Entry>,
+    /// In the order the receives started (ids ascending), so an entry is found by binary search. Done entries
+    /// stay until their handles take their outcomes.
+    entries: VecDeque<Entry>,
+    /// Every entry before this index is done: progress starts here.
+    live_from: usize,
     /// (communicator, source, tag) of object messages whose parts a blocking receive is taking.
-    held: Vec<(usize, i32, i32)>,
+    held: Vec<Key>,
+    /// Scratch lists of one progress pass, kept to avoid allocating on every pass.
+    keys: Vec<Key>,
+    waiting: Vec<Key>,
 }
 
 static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
     next: 1,
-    entries: Vec::new(),
+    entries: VecDeque::new(),
+    live_from: 0,
     held: Vec::new(),
+    keys: Vec::new(),
+    waiting: Vec::new(),
 });
+
+impl Registry {
+    /// The position of an entry.
+    fn find(&self, id: Id) -> Option<usize> {
+        self.entries.binary_search_by_key(&id, |e| e.id).ok()
+    }
+
+    /// Removes the entry at `i`.
+    fn remove(&mut self, i: usize) -> Option<Entry> {
+        if i < self.live_from {
+            self.live_from -= 1;
+        }
+        self.entries.remove(i)
+    }
+
+    /// Moves `live_from` past the done entries and publishes what [`is_done`] may know without the lock.
+    fn settle(&mut self) {
+        while self
+            .entries
+            .get(self.live_from)
+            .is_some_and(|e| matches!(e.state, State::Done(_)))
+        {
+            self.live_from += 1;
+        }
+        let below = self.entries.get(self.live_from).map_or(self.next, |e| e.id);
+        let ahead = self
+            .entries
+            .range(self.live_from..)
+            .filter(|e| matches!(e.state, State::Done(_)))
+            .count();
+        DONE_BELOW.store(below, Ordering::Release);
+        DONE_AHEAD.store(ahead, Ordering::Release);
+    }
+}
+
+/// Every receive with a smaller id is done (or taken), and how many receives from there on are done: with
+/// both, [`is_done`] mostly answers without taking the lock. Written under the lock.
+static DONE_BELOW: AtomicU64 = AtomicU64::new(0);
+static DONE_AHEAD: AtomicUsize = AtomicUsize::new(0);
 
 /// Number of entries not yet done, plus held keys: when 0, blocking calls take the bare MPI path.
 static ACTIVE: AtomicUsize = AtomicUsize::new(0);
@@ -140,7 +191,7 @@ pub(crate) fn start(comm: Arc<CommInner>, op: &'static str, source: i32, tag: i3
     let mut reg = registry();
     let id = reg.next;
     reg.next += 1;
-    reg.entries.push(Entry {
+    reg.entries.push_back(Entry {
         id,
         comm,
         op,
@@ -169,25 +220,21 @@ pub(crate) fn progress_then<R>(comm: &CommInner, source: i32, tag: i32, f: impl 
     let mut reg = registry();
     progress_locked(&mut reg);
     let key = comm_key(comm);
-    let waiting: Vec<(usize, i32, i32)> = reg
-        .entries
-        .iter()
-        .filter(|e| matches!(e.state, State::Probing))
-        .map(|e| (comm_key(&e.comm), e.source, e.tag))
-        .collect();
-    let held = is_held(&busy_keys(&reg), key, source, tag) || earlier_waits(&waiting, key, source, tag);
+    let waits = reg.entries.iter().any(|e| {
+        matches!(e.state, State::Probing) && comm_key(&e.comm) == key && patterns_meet(e.source, e.tag, source, tag)
+    });
+    let held = waits || is_busy_key(&reg, key, source, tag);
     f(held)
 }
 
-/// Keys no probe may take messages from now: held by blocking receives, or by entries receiving parts.
-fn busy_keys(reg: &Registry) -> Vec<(usize, i32, i32)> {
-    let mut keys = reg.held.clone();
-    for e in &reg.entries {
-        if let State::Parts { status, .. } = &e.state {
-            keys.push((comm_key(&e.comm), status.source, status.tag));
-        }
-    }
-    keys
+/// Whether a probe for (`source`, `tag`) on the communicator `key` must wait: its messages are held by a blocking
+/// receive, or by an entry receiving the parts of an object.
+fn is_busy_key(reg: &Registry, key: usize, source: i32, tag: i32) -> bool {
+    is_held(&reg.held, key, source, tag)
+        || reg.entries.iter().any(|e| match &e.state {
+            State::Parts { status, .. } => comm_key(&e.comm) == key && overlaps(source, tag, status.source, status.tag),
+            _ => false,
+        })
 }
 
 /// Holds (`comm`, `source`, `tag`) while a blocking receive takes the parts of an object message; released on drop.
@@ -216,50 +263,115 @@ fn progress_locked(reg: &mut Registry) {
     if reg.entries.is_empty() {
         return;
     }
+    let Registry {
+        entries,
+        live_from,
+        held,
+        keys,
+        waiting,
+        ..
+    } = reg;
     // Entries taking parts first: their next parts must not go to anyone else.
-    for e in reg.entries.iter_mut() {
+    for e in entries.range_mut(*live_from..) {
         if matches!(e.state, State::Parts { .. }) {
             advance(e);
         }
     }
-    let mut keys = reg.held.clone();
-    let mut waiting: Vec<(usize, i32, i32)> = Vec::new();
-    for e in reg.entries.iter_mut() {
+    keys.clear();
+    keys.extend_from_slice(held);
+    waiting.clear();
+    let mut finished = false;
+    // The pattern of the last receive that found no message: the receives after it with the same pattern (a
+    // window of receives from one peer) are passed over at once.
+    let mut last_waiting: Option<Key> = None;
+    for e in entries.range_mut(*live_from..) {
         if let State::Parts { status, .. } = &e.state {
             keys.push((comm_key(&e.comm), status.source, status.tag));
             continue;
         }
         let probing = matches!(e.state, State::Probing);
         let key = comm_key(&e.comm);
-        // (Patterns are recorded once each: receives tend to share a few, so these lists stay short.)
         let pattern = (key, e.source, e.tag);
-        if probing && (is_held(&keys, key, e.source, e.tag) || earlier_waits(&waiting, key, e.source, e.tag)) {
+        if probing && last_waiting == Some(pattern) {
+            continue;
+        }
+        // (Patterns are recorded once each: receives tend to share a few, so these lists stay short.)
+        if probing && (is_held(keys, key, e.source, e.tag) || earlier_waits(waiting, key, e.source, e.tag)) {
             if !waiting.contains(&pattern) {
                 waiting.push(pattern);
             }
+            last_waiting = Some(pattern);
             continue;
         }
         advance(e);
         match &e.state {
             State::Parts { status, .. } => keys.push((key, status.source, status.tag)),
-            State::Probing if !waiting.contains(&pattern) => waiting.push(pattern),
+            State::Probing => {
+                if !waiting.contains(&pattern) {
+                    waiting.push(pattern);
+                }
+                last_waiting = Some(pattern);
+            }
+            State::Done(_) => finished |= e.detached,
             _ => {}
         }
     }
-    reg.entries
-        .retain(|e| !(e.detached && matches!(e.state, State::Done(_))));
+    if finished {
+        entries.retain(|e| !(e.detached && matches!(e.state, State::Done(_))));
+        reg.live_from = 0;
+    }
+    reg.settle();
 }
 
 /// One step of an entry.
 fn advance(e: &mut Entry) {
-    if matches!(e.state, State::Done(_)) {
-        return;
+    // The frequent cases that change nothing, decided in place.
+    match &mut e.state {
+        State::Done(_) => return,
+        State::Probing => match e.comm.raw.improbe(e.source, e.tag) {
+            Ok(None) => return,
+            Ok(Some((msg, st))) => {
+                e.state = matched(e, msg, st).unwrap_or_else(|err| State::Done(Err(err)));
+                // A small message is usually in at once: look now rather than on the next pass.
+                if !matches!(e.state, State::Receiving { .. }) {
+                    return finish(e);
+                }
+                return advance(e);
+            }
+            Err(c) => {
+                e.state = State::Done(Err(c.error(e.op)));
+                return finish(e);
+            }
+        },
+        State::Receiving { req, status, .. } => match req.test() {
+            Ok(None) => return,
+            Ok(Some(_)) => {
+                // A buffer that received a buffer message: done, with no more moves of the state.
+                let status = *status;
+                if let Target::Buf { desc, .. } = &e.target
+                    && !(status.bytes >= codec::PREFIX && desc.starts_with(&codec::MAGIC))
+                {
+                    e.state = State::Done(Ok(Outcome::Buf(Status::from_raw(status))));
+                    return finish(e);
+                }
+            }
+            Err(c) => {
+                e.state = State::Done(Err(c.error(e.op)));
+                return finish(e);
+            }
+        },
+        State::Parts { .. } => {}
     }
     let state = std::mem::replace(&mut e.state, State::Probing);
     e.state = match step(e, state) {
         Ok(s) => s,
         Err(err) => State::Done(Err(err)),
     };
+    finish(e);
+}
+
+/// Counts the entry out of the active ones if it has just become done.
+fn finish(e: &Entry) {
     if matches!(e.state, State::Done(_)) {
         ACTIVE.fetch_sub(1, Ordering::SeqCst);
     }
@@ -410,53 +522,56 @@ fn received(e: &mut Entry, st: RawStatus, bytes: Vec<u8>) -> Result<State> {
 /// Makes no progress itself: callers advance all pending receives once per pass ([`progress`]) and then look at
 /// each of theirs, so that waiting on n receives costs one round per pass, not n.
 pub(crate) fn is_done(id: Id) -> bool {
+    if id < DONE_BELOW.load(Ordering::Acquire) {
+        return true;
+    }
+    if DONE_AHEAD.load(Ordering::Acquire) == 0 {
+        return false;
+    }
     let reg = registry();
-    reg.entries
-        .iter()
-        .any(|e| e.id == id && matches!(e.state, State::Done(_)))
+    reg.find(id)
+        .is_some_and(|i| matches!(reg.entries[i].state, State::Done(_)))
 }
 
-/// Removes a done entry and returns its outcome.
-///
-/// # Panics
-/// If the entry is not done (callers check [`is_done`] first).
-pub(crate) fn take(id: Id) -> Result<Outcome> {
+/// Removes the entry and returns its outcome if it is done.
+fn try_take(id: Id) -> Option<Result<Outcome>> {
     let mut reg = registry();
-    let i = reg
-        .entries
-        .iter()
-        .position(|e| e.id == id)
-        .expect("a pending receive's entry exists until taken");
-    match reg.entries.remove(i).state {
-        State::Done(r) => r,
-        _ => panic!("take of a receive that is not done"),
+    let i = reg.find(id)?;
+    if !matches!(reg.entries[i].state, State::Done(_)) {
+        return None;
+    }
+    match reg.remove(i).map(|e| e.state) {
+        Some(State::Done(r)) => Some(r),
+        _ => None,
     }
 }
 
 /// Waits until the entry is done and returns its outcome.
 pub(crate) fn wait(id: Id) -> Result<Outcome> {
+    if let Some(r) = try_take(id) {
+        return r;
+    }
     let _loop = crate::runtime::watch::wait_loop();
     let mut spins = 0u32;
     loop {
         crate::runtime::watch::waiting("receive");
         progress();
-        if is_done(id) {
-            break;
+        if let Some(r) = try_take(id) {
+            return r;
         }
         spins = spins.wrapping_add(1);
         if spins.is_multiple_of(16) {
             std::thread::yield_now();
         }
     }
-    take(id)
 }
 
 /// The handle of the entry was dropped: its outcome will not be asked for.
 pub(crate) fn detach(id: Id) {
     let mut reg = registry();
-    if let Some(i) = reg.entries.iter().position(|e| e.id == id) {
+    if let Some(i) = reg.find(id) {
         if matches!(reg.entries[i].state, State::Done(_)) {
-            reg.entries.remove(i);
+            reg.remove(i);
         } else {
             reg.entries[i].detached = true;
         }
@@ -468,7 +583,7 @@ pub(crate) fn detach(id: Id) {
 pub(crate) fn cancel(id: Id) -> bool {
     let mut reg = registry();
     progress_locked(&mut reg);
-    if let Some(i) = reg.entries.iter().position(|e| e.id == id)
+    if let Some(i) = reg.find(id)
         && matches!(reg.entries[i].state, State::Probing)
     {
         reg.entries[i].state = State::Done(Err(Error::new(
@@ -476,6 +591,7 @@ pub(crate) fn cancel(id: Id) -> bool {
             format!("{}: cancelled before a message arrived", reg.entries[i].op),
         )));
         ACTIVE.fetch_sub(1, Ordering::SeqCst);
+        reg.settle();
         return true;
     }
     false
@@ -502,4 +618,5 @@ pub(crate) fn shutdown() {
         .count();
     ACTIVE.fetch_sub(pending, Ordering::SeqCst);
     reg.entries.clear();
+    reg.live_from = 0;
 }

@@ -66,13 +66,18 @@ pub(crate) fn wait_raw(mut req: RawRequest, what: &str) -> Result<()> {
 }
 
 fn wait_raw_ref(req: &mut RawRequest, what: &str) -> Result<RawStatus> {
+    wait_raw_code(req, what).map_err(|c| c.error(what))
+}
+
+/// As [`wait_raw`], with the MPI error code for the caller to describe.
+pub(crate) fn wait_raw_code(req: &mut RawRequest, what: &str) -> crate::sys::RawResult<RawStatus> {
     if !engine::busy() {
-        return req.wait().map_err(|c| c.error(what));
+        return req.wait();
     }
     let _loop = crate::runtime::watch::wait_loop();
     let mut spins = 0u32;
     loop {
-        if let Some(st) = req.test().map_err(|c| c.error(what))? {
+        if let Some(st) = req.test()? {
             return Ok(st);
         }
         crate::runtime::watch::waiting(what);
@@ -179,7 +184,14 @@ fn spin_until(mut done: impl FnMut() -> Result<bool>) -> Result<()> {
 pub fn wait_all<R: Completion>(reqs: impl IntoIterator<Item = R>) -> Result<Vec<R::Output>> {
     let _wait = crate::runtime::watch::enter("wait_all", 0, 0);
     let mut reqs: Vec<R> = reqs.into_iter().collect();
-    spin_until(|| poll_all(&mut reqs))?;
+    // Requests before `first` have completed: each pass looks at the others, from the first not yet done.
+    let mut first = 0;
+    spin_until(|| {
+        while first < reqs.len() && reqs[first].poll()? {
+            first += 1;
+        }
+        Ok(first == reqs.len())
+    })?;
     reqs.into_iter().map(Completion::wait).collect()
 }
 
@@ -264,7 +276,10 @@ enum Slot {
         req: RawRequest,
         // Declared after `req`, so that it is dropped after the request (whose drop waits).
         _keep: Option<Box<dyn std::any::Any>>,
-        status: Status,
+        /// The status to report, or `None` for a receive's own (source, tag and size of what arrived).
+        status: Option<Status>,
+        /// The completion's status, once a poll has seen it complete.
+        got: Option<RawStatus>,
         op: &'static str,
     },
     /// A receive in the engine.
@@ -305,7 +320,7 @@ where
     F: for<'scope> FnOnce(&'scope Scope<'scope, 'env>) -> T,
 {
     let s = Scope {
-        slots: Slots(RefCell::new(Vec::new())),
+        slots: Slots(RefCell::new(Vec::with_capacity(8))),
         _scope: PhantomData,
         _env: PhantomData,
     };
@@ -339,12 +354,13 @@ impl<'scope> Scope<'scope, '_> {
         req: RawRequest,
         keep: Option<Box<dyn std::any::Any>>,
         op: &'static str,
-        status: Status,
+        status: Option<Status>,
     ) -> Request<'scope> {
         self.add(Slot::Raw {
             req,
             _keep: keep,
             status,
+            got: None,
             op,
         })
     }
@@ -400,7 +416,11 @@ impl poll::Poll for Request<'_> {
     fn poll(&mut self) -> Result<bool> {
         let mut slots = self.slots.0.borrow_mut();
         match &mut slots[self.slot] {
-            Slot::Raw { req, op, .. } => Ok(req.test().map_err(|c| c.error(op))?.is_some()),
+            Slot::Raw { got: Some(_), .. } => Ok(true),
+            Slot::Raw { req, op, got, .. } => {
+                *got = req.test().map_err(|c| c.error(op))?;
+                Ok(got.is_some())
+            }
             Slot::Recv(id) => Ok(engine::is_done(*id)),
             Slot::Done => Ok(true),
         }
@@ -419,10 +439,14 @@ impl Completion for Request<'_> {
                 mut req,
                 _keep,
                 status,
+                got,
                 op,
             } => {
-                wait_raw_ref(&mut req, op)?;
-                Ok(status)
+                let got = match got {
+                    Some(st) => st,
+                    None => wait_raw_ref(&mut req, op)?,
+                };
+                Ok(status.unwrap_or_else(|| Status::from_raw(got)))
             }
             Slot::Recv(id) => match engine::wait(id)? {
                 engine::Outcome::Buf(st) => Ok(st),
@@ -515,7 +539,9 @@ impl<'u> Comm<'u> {
             tag,
             bytes: desc.bytes,
         });
-        Ok(scope.add_raw(req, Some(Box::new(desc)), op, status))
+        // A derived datatype may be freed while the send is pending (MPI completes it normally); it is kept anyway.
+        let keep = desc.owns_datatype().then(|| Box::new(desc) as Box<dyn std::any::Any>);
+        Ok(scope.add_raw(req, keep, op, Some(status)))
     }
 
     /// Starts receiving a buffer message into `buf`, which stays borrowed until the scope ends. The message's
@@ -555,6 +581,17 @@ impl<'u> Comm<'u> {
         };
         let v = buf.view_mut();
         let desc = Desc::of_mut(&v)?;
+        if !self.checked && !engine::busy() {
+            // The caller promised (`Comm::unchecked`) that messages fit: the bare `MPI_Irecv`. With receives
+            // pending in the engine it goes there too, so that receives still match in the order they started.
+            let req = self
+                .inner
+                .raw
+                .irecv_plain(&desc, s, t)
+                .map_err(|c| c.error(&format!("{op} from rank {s} (tag {t})")))?;
+            let keep = desc.owns_datatype().then(|| Box::new(desc) as Box<dyn std::any::Any>);
+            return Ok(scope.add_raw(req, keep, op, None));
+        }
         let target = engine::Target::Buf {
             desc,
             name: v.elem.name,

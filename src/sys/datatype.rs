@@ -282,6 +282,11 @@ impl Desc {
         })
     }
 
+    /// Whether the description holds a derived datatype of its own (else a predefined one).
+    pub(crate) fn owns_datatype(&self) -> bool {
+        self.dt.owned
+    }
+
     /// Whether the described memory starts with `prefix` (false when it is shorter or not one packed run).
     pub(crate) fn starts_with(&self, prefix: &[u8]) -> bool {
         if !self.packed || self.bytes < prefix.len() {

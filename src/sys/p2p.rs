@@ -22,15 +22,28 @@ pub(crate) fn new_status() -> ffi::MPI_Status {
 }
 
 impl RawStatus {
-    /// Reads source, tag and byte count (`MPI_Get_elements_x` with `MPI_BYTE`: standard, any size).
+    /// Reads source, tag and byte count: `MPI_Get_count` with `MPI_BYTE` (the cheap call), and
+    /// `MPI_Get_elements_x` for messages whose byte count does not fit an `int`.
+    #[inline]
     pub(crate) fn from(s: &ffi::MPI_Status) -> RawStatus {
-        let mut n: ffi::MPI_Count = 0;
+        let mut small: c_int = 0;
         // SAFETY: `s` is a status filled by MPI; MPI_BYTE is predefined; valid out pointer.
-        unsafe { ffi::MPI_Get_elements_x(s, byte_type(), &mut n) };
+        unsafe { ffi::MPI_Get_count(s, byte_type(), &mut small) };
+        // SAFETY: reads a constant of the MPI library.
+        let undefined = unsafe { ffi::RSMPI_UNDEFINED };
+        let bytes = match usize::try_from(small) {
+            Ok(n) if small != undefined => n,
+            _ => {
+                let mut n: ffi::MPI_Count = 0;
+                // SAFETY: as above.
+                unsafe { ffi::MPI_Get_elements_x(s, byte_type(), &mut n) };
+                usize::try_from(n).unwrap_or(0)
+            }
+        };
         RawStatus {
             source: s.MPI_SOURCE,
             tag: s.MPI_TAG,
-            bytes: usize::try_from(n).unwrap_or(0),
+            bytes,
         }
     }
 }
@@ -84,6 +97,17 @@ impl RawComm {
         Ok(RawStatus::from(&st))
     }
 
+    /// Plain `MPI_Irecv` into `d`, under the same condition as [`RawComm::recv_plain`]; the caller keeps `d`'s
+    /// memory valid until the request completes.
+    pub(crate) fn irecv_plain(&self, d: &Desc, source: i32, tag: i32) -> RawResult<RawRequest> {
+        let mut r = MaybeUninit::<ffi::MPI_Request>::uninit();
+        // SAFETY: `d` describes memory the caller's scope borrows until completion; see `recv_plain` for the
+        // truncation condition, which the caller establishes.
+        rc(unsafe { ffi::MPI_Irecv(d.ptr, d.count, d.dt.handle, source, tag, self.handle, r.as_mut_ptr()) })?;
+        // SAFETY: initialised by the successful call.
+        Ok(RawRequest::new(unsafe { r.assume_init() }))
+    }
+
     /// `MPI_Probe`.
     pub(crate) fn probe(&self, source: i32, tag: i32) -> RawResult<RawStatus> {
         let mut st = new_status();
@@ -110,6 +134,26 @@ impl RawComm {
         let status = RawStatus::from(&st);
         // SAFETY: initialised by the successful call.
         Ok((RawMessage::new(unsafe { m.assume_init() }, status), status))
+    }
+
+    /// `MPI_Mprobe`, then — when the message fits `d` — `MPI_Mrecv` into `d` at once (`Ok(Ok(status))`);
+    /// a message larger than `d` is returned unreceived (`Ok(Err(..))`) for the caller to report.
+    #[inline]
+    pub(crate) fn mprobe_recv(&self, d: &Desc, source: i32, tag: i32) -> RawResult<Result<RawStatus, RawMessage>> {
+        let mut st = new_status();
+        let mut m = MaybeUninit::<ffi::MPI_Message>::uninit();
+        // SAFETY: valid handle and out pointers.
+        rc(unsafe { ffi::MPI_Mprobe(source, tag, self.handle, m.as_mut_ptr(), &mut st) })?;
+        let status = RawStatus::from(&st);
+        // SAFETY: initialised by the successful call.
+        let mut handle = unsafe { m.assume_init() };
+        if status.bytes > d.bytes {
+            return Ok(Err(RawMessage::new(handle, status)));
+        }
+        // SAFETY: `d` describes memory exclusively borrowed by the caller for this blocking call and holds at least
+        // the message's bytes (checked just above), so MPI writes only inside it.
+        rc(unsafe { ffi::MPI_Mrecv(d.ptr, d.count, d.dt.handle, &mut handle, ffi::RSMPI_STATUS_IGNORE) })?;
+        Ok(Ok(status))
     }
 
     /// `MPI_Improbe`.
@@ -154,6 +198,11 @@ impl RawMessage {
         self.status.bytes
     }
 
+    /// The probed source, tag and size.
+    pub(crate) fn status(&self) -> RawStatus {
+        self.status
+    }
+
     /// Receives the message into `d`.
     ///
     /// # Panics
@@ -166,12 +215,12 @@ impl RawMessage {
             self.status.bytes,
             d.bytes
         );
-        let mut st = new_status();
         self.received = true;
         // SAFETY: `d` describes memory exclusively borrowed (or owned) by the caller for this blocking call, and
-        // holds at least the message's bytes (asserted above), so MPI writes only inside it.
-        rc(unsafe { ffi::MPI_Mrecv(d.ptr, d.count, d.dt.handle, &mut self.handle, &mut st) })?;
-        Ok(RawStatus::from(&st))
+        // holds at least the message's bytes (asserted above), so MPI writes only inside it. The status is the
+        // probe's: the whole message arrives, from the probed source with the probed tag.
+        rc(unsafe { ffi::MPI_Mrecv(d.ptr, d.count, d.dt.handle, &mut self.handle, ffi::RSMPI_STATUS_IGNORE) })?;
+        Ok(self.status)
     }
 
     /// Starts receiving the message into `d`; the caller keeps `d`'s memory valid until the request completes.

@@ -1316,6 +1316,60 @@ fn huge(comm: &Comm) -> spmd::Result<()> {
     Ok(())
 }
 
+/// Buffer receives on an unchecked handle are the bare `MPI_Irecv`: their statuses still say who sent what and
+/// how much, and with a checked receive pending they still match in the order they started.
+fn unchecked_receives(comm: &Comm) -> spmd::Result<()> {
+    let (r, p) = (comm.rank(), comm.size());
+    let (right, left) = ((r + 1) % p, (r + p - 1) % p);
+    // SAFETY: every message below fits the buffer it is received into.
+    let fast = unsafe { comm.unchecked() };
+    if r == 0 {
+        let mut bufs = vec![vec![u32::MAX; p]; p - 1];
+        let sts = scope(|s| -> spmd::Result<Vec<spmd::Status>> {
+            let reqs = bufs
+                .iter_mut()
+                .map(|b| fast.irecv_buf_into(s, ANY_SOURCE, 5, &mut b[..]))
+                .collect::<spmd::Result<Vec<_>>>()?;
+            wait_all(reqs)
+        })?;
+        let mut sources: Vec<usize> = sts.iter().map(|st| st.source()).collect();
+        sources.sort_unstable();
+        check!(comm, sources == (1..p).collect::<Vec<_>>(), "sources {sources:?}");
+        for (st, b) in sts.iter().zip(&bufs) {
+            let src = st.source();
+            let n = st.count::<u32>();
+            check!(
+                comm,
+                st.tag() == 5
+                    && n == src + 1
+                    && b[..n].iter().all(|&x| x as usize == src)
+                    && b[n..].iter().all(|&x| x == u32::MAX),
+                "from {src}: tag {} count {n}, buffer {b:?}",
+                st.tag()
+            );
+        }
+    } else {
+        comm.send_buf(0, 5, &vec![r as u32; r + 1])?;
+    }
+    let (mut a, mut b) = ([0u64; 1], [0u64; 1]);
+    scope(|s| -> spmd::Result<()> {
+        let ra = comm.irecv_buf_into(s, left, 6, &mut a)?; // checked: waits in the receive engine
+        let rb = fast.irecv_buf_into(s, left, 6, &mut b)?; // must not overtake it
+        comm.send_buf(right, 6, &[1u64])?;
+        comm.send_buf(right, 6, &[2u64])?;
+        wait_all(vec![ra, rb])?;
+        Ok(())
+    })?;
+    check!(
+        comm,
+        a[0] == 1 && b[0] == 2,
+        "order of receives: got {} then {}",
+        a[0],
+        b[0]
+    );
+    Ok(())
+}
+
 pub const CASES: &[Case] = &[
     case("obj_ring_corpus", obj_ring_corpus),
     case("obj_chain_and_any_source", obj_chain_and_any_source),
@@ -1327,6 +1381,7 @@ pub const CASES: &[Case] = &[
     case("buf_truncation", buf_truncation),
     case("probes", probes),
     case("request_semantics", request_semantics),
+    case("unchecked_receives", unchecked_receives),
     case("deadlock_free_patterns", deadlock_free_patterns),
     case("coll_obj_every_root", coll_obj_every_root),
     case("coll_buf_every_root", coll_buf_every_root),
