@@ -25,14 +25,16 @@
 //! `examples/bench_tools/run.sh` runs this program and the baseline alternately and compares them, over all
 //! rounds and over the rounds where both ran on the same vCPU placement.
 //!
-//! Settings: `BENCH_UNCHECKED=1` runs the collectives on `unsafe { world.unchecked() }`, the bare MPI calls
-//! without spmd's size agreement (compare the two runs to see what the agreement costs); `BENCH_HUGE=1` allocates
+//! Settings: `BENCH_UNCHECKED=1` runs everything on `unsafe { world.unchecked() }`: collectives are the bare MPI
+//! calls without spmd's size agreement, and receives into a buffer the bare `MPI_Recv` / `MPI_Irecv` without the
+//! matched probe (compare the two runs to see what the checks cost); `BENCH_HUGE=1` allocates
 //! the buffers with [`spmd::buffer::huge_vec`] (transparent huge pages, as numpy gives large arrays) instead of
 //! plain page-aligned `Vec`s.
 //!
 //! `bench overhead` measures the layer's own cost where placement cannot interfere: in one process, it alternates
 //! blocks of the same operation through spmd and straight through rsmpi (MPI calls with nothing around them),
-//! and prints the median of each and their ratio over 15 alternations.
+//! and prints the median of each and their ratio over 15 alternations; `pingpong_vs_probed` compares spmd's
+//! ping-pong with rsmpi's making the same matched probe before each receive.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -193,6 +195,32 @@ fn overhead(world: &Comm<'_>) -> spmd::Result<()> {
         Ok(())
     });
     cases.push(("pingpong", 2.0, pp_spmd, pp_raw));
+    // The same with the matched probe spmd makes before every receive, straight through rsmpi.
+    let pp_spmd2: Run = Box::new(|| {
+        let mut r = [0u8; 8];
+        if rank == 0 {
+            world.send_buf(peer, 1, &s)?;
+            world.recv_buf_into(peer, 1, &mut r)?;
+        } else if rank == 1 {
+            world.recv_buf_into(peer, 1, &mut r)?;
+            world.send_buf(peer, 1, &s)?;
+        }
+        Ok(())
+    });
+    let pp_probe: Run = Box::new(|| {
+        let mut b = [0u8; 8];
+        if rank == 0 {
+            p.send(&s[..]);
+            let (m, _) = p.matched_probe();
+            m.matched_receive_into(&mut b[..]);
+        } else if rank == 1 {
+            let (m, _) = p.matched_probe();
+            m.matched_receive_into(&mut b[..]);
+            p.send(&s[..]);
+        }
+        Ok(())
+    });
+    cases.push(("pingpong_vs_probed", 2.0, pp_spmd2, pp_probe));
     cases.push((
         "allreduce",
         1.0,
