@@ -10,6 +10,9 @@
 //! Entries are matched in the order they were started, as MPI matches posted receives. An object message of
 //! several parts holds its (communicator, source, tag) until all parts are in, so no other receive can take a
 //! part of it.
+//!
+//! One file over the usual size: the registry, the matching-order rules and an entry's state machine keep one
+//! invariant together (an entry's state, the keys it holds and the active count change under one lock).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -144,8 +147,15 @@ impl Registry {
 static DONE_BELOW: AtomicU64 = AtomicU64::new(0);
 static DONE_AHEAD: AtomicUsize = AtomicUsize::new(0);
 
-/// Number of entries not yet done, plus held keys: when 0, blocking calls take the bare MPI path.
+/// Number of entries not yet done, plus held keys: when 0, blocking calls take the bare MPI path. Written only
+/// with the registry's lock held (so a load and a store suffice: no locked instruction), read without it.
 static ACTIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// Changes [`ACTIVE`]; the caller holds the registry's lock.
+fn active_add(delta: isize) {
+    let v = ACTIVE.load(Ordering::Relaxed);
+    ACTIVE.store(v.wrapping_add_signed(delta), Ordering::Release);
+}
 
 fn registry() -> MutexGuard<'static, Registry> {
     REGISTRY.lock().unwrap_or_else(|p| p.into_inner())
@@ -201,7 +211,7 @@ pub(crate) fn start(comm: Arc<CommInner>, op: &'static str, source: i32, tag: i3
         state: State::Probing,
         detached: false,
     });
-    ACTIVE.fetch_add(1, Ordering::SeqCst);
+    active_add(1);
     // It first probes at the next progress (any spmd call, or a test or wait of a request).
     id
 }
@@ -244,8 +254,9 @@ pub(crate) struct Hold {
 
 pub(crate) fn hold(comm: &CommInner, source: i32, tag: i32) -> Hold {
     let key = (comm_key(comm), source, tag);
-    registry().held.push(key);
-    ACTIVE.fetch_add(1, Ordering::SeqCst);
+    let mut reg = registry();
+    reg.held.push(key);
+    active_add(1);
     Hold { key }
 }
 
@@ -254,7 +265,7 @@ impl Drop for Hold {
         let mut reg = registry();
         if let Some(i) = reg.held.iter().position(|k| *k == self.key) {
             reg.held.swap_remove(i);
-            ACTIVE.fetch_sub(1, Ordering::SeqCst);
+            active_add(-1);
         }
     }
 }
@@ -373,7 +384,7 @@ fn advance(e: &mut Entry) {
 /// Counts the entry out of the active ones if it has just become done.
 fn finish(e: &Entry) {
     if matches!(e.state, State::Done(_)) {
-        ACTIVE.fetch_sub(1, Ordering::SeqCst);
+        active_add(-1);
     }
 }
 
@@ -590,7 +601,7 @@ pub(crate) fn cancel(id: Id) -> bool {
             ErrorKind::Cancelled,
             format!("{}: cancelled before a message arrived", reg.entries[i].op),
         )));
-        ACTIVE.fetch_sub(1, Ordering::SeqCst);
+        active_add(-1);
         reg.settle();
         return true;
     }
@@ -616,7 +627,7 @@ pub(crate) fn shutdown() {
         .iter()
         .filter(|e| !matches!(e.state, State::Done(_)))
         .count();
-    ACTIVE.fetch_sub(pending, Ordering::SeqCst);
+    active_add(-(pending as isize));
     reg.entries.clear();
     reg.live_from = 0;
 }
