@@ -92,6 +92,10 @@ struct Registry {
     entries: VecDeque<Entry>,
     /// Every entry before this index is done: progress starts here.
     live_from: usize,
+    /// How many entries from `live_from` on are done (finished out of order).
+    ahead: usize,
+    /// How many entries were taking the parts of an object at the end of the last pass.
+    parts: usize,
     /// (communicator, source, tag) of object messages whose parts a blocking receive is taking.
     held: Vec<Key>,
     /// Scratch lists of one progress pass, kept to avoid allocating on every pass.
@@ -103,6 +107,8 @@ static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
     next: 1,
     entries: VecDeque::new(),
     live_from: 0,
+    ahead: 0,
+    parts: 0,
     held: Vec::new(),
     keys: Vec::new(),
     waiting: Vec::new(),
@@ -118,6 +124,8 @@ impl Registry {
     fn remove(&mut self, i: usize) -> Option<Entry> {
         if i < self.live_from {
             self.live_from -= 1;
+        } else if self.entries.get(i).is_some_and(|e| matches!(e.state, State::Done(_))) {
+            self.ahead -= 1;
         }
         self.entries.remove(i)
     }
@@ -130,15 +138,21 @@ impl Registry {
             .is_some_and(|e| matches!(e.state, State::Done(_)))
         {
             self.live_from += 1;
+            self.ahead -= 1;
         }
         let below = self.entries.get(self.live_from).map_or(self.next, |e| e.id);
-        let ahead = self
+        DONE_BELOW.store(below, Ordering::Release);
+        DONE_AHEAD.store(self.ahead, Ordering::Release);
+    }
+
+    /// Counts again which entries from `live_from` on are done (after entries were removed wholesale).
+    fn recount(&mut self) {
+        self.live_from = 0;
+        self.ahead = self
             .entries
-            .range(self.live_from..)
+            .iter()
             .filter(|e| matches!(e.state, State::Done(_)))
             .count();
-        DONE_BELOW.store(below, Ordering::Release);
-        DONE_AHEAD.store(ahead, Ordering::Release);
     }
 }
 
@@ -277,30 +291,43 @@ fn progress_locked(reg: &mut Registry) {
     let Registry {
         entries,
         live_from,
+        ahead,
+        parts,
         held,
         keys,
         waiting,
         ..
     } = reg;
+    let mut finished = false;
     // Entries taking parts first: their next parts must not go to anyone else.
-    for e in entries.range_mut(*live_from..) {
-        if matches!(e.state, State::Parts { .. }) {
-            advance(e);
+    if *parts > 0 {
+        for e in entries.range_mut(*live_from..) {
+            if matches!(e.state, State::Parts { .. }) {
+                advance(e);
+                if matches!(e.state, State::Done(_)) {
+                    *ahead += 1;
+                    finished |= e.detached;
+                }
+            }
         }
     }
+    *parts = 0;
     keys.clear();
     keys.extend_from_slice(held);
     waiting.clear();
-    let mut finished = false;
     // The pattern of the last receive that found no message: the receives after it with the same pattern (a
     // window of receives from one peer) are passed over at once.
     let mut last_waiting: Option<Key> = None;
     for e in entries.range_mut(*live_from..) {
         if let State::Parts { status, .. } = &e.state {
             keys.push((comm_key(&e.comm), status.source, status.tag));
+            *parts += 1;
             continue;
         }
         let probing = matches!(e.state, State::Probing);
+        if !probing && matches!(e.state, State::Done(_)) {
+            continue;
+        }
         let key = comm_key(&e.comm);
         let pattern = (key, e.source, e.tag);
         if probing && last_waiting == Some(pattern) {
@@ -316,20 +343,26 @@ fn progress_locked(reg: &mut Registry) {
         }
         advance(e);
         match &e.state {
-            State::Parts { status, .. } => keys.push((key, status.source, status.tag)),
+            State::Parts { status, .. } => {
+                keys.push((key, status.source, status.tag));
+                *parts += 1;
+            }
             State::Probing => {
                 if !waiting.contains(&pattern) {
                     waiting.push(pattern);
                 }
                 last_waiting = Some(pattern);
             }
-            State::Done(_) => finished |= e.detached,
-            _ => {}
+            State::Done(_) => {
+                *ahead += 1;
+                finished |= e.detached;
+            }
+            State::Receiving { .. } => {}
         }
     }
     if finished {
         entries.retain(|e| !(e.detached && matches!(e.state, State::Done(_))));
-        reg.live_from = 0;
+        reg.recount();
     }
     reg.settle();
 }
@@ -602,6 +635,7 @@ pub(crate) fn cancel(id: Id) -> bool {
             format!("{}: cancelled before a message arrived", reg.entries[i].op),
         )));
         active_add(-1);
+        reg.ahead += 1;
         reg.settle();
         return true;
     }
@@ -630,4 +664,6 @@ pub(crate) fn shutdown() {
     active_add(-(pending as isize));
     reg.entries.clear();
     reg.live_from = 0;
+    reg.ahead = 0;
+    reg.parts = 0;
 }

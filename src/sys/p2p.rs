@@ -105,7 +105,7 @@ impl RawComm {
         // truncation condition, which the caller establishes.
         rc(unsafe { ffi::MPI_Irecv(d.ptr, d.count, d.dt.handle, source, tag, self.handle, r.as_mut_ptr()) })?;
         // SAFETY: initialised by the successful call.
-        Ok(RawRequest::new(unsafe { r.assume_init() }))
+        Ok(RawRequest::receive(unsafe { r.assume_init() }))
     }
 
     /// `MPI_Probe`.

@@ -9,7 +9,9 @@ use super::{RawResult, RawStatus, rc};
 
 /// An MPI request. Dropping one that has not completed waits for it: whatever memory the operation uses is
 /// released only after MPI is done with it (owners declare the request before the memory, so it drops first).
-pub(crate) struct RawRequest(ffi::MPI_Request);
+/// Only receives made with [`RawRequest::receive`] read their completion's status: MPI leaves the status of sends
+/// and collectives undefined (Open MPI copies uninitialised memory into it).
+pub(crate) struct RawRequest(ffi::MPI_Request, bool);
 
 // SAFETY: a request handle is a process-wide identifier; it is tested or waited for by whichever thread holds it,
 // at thread levels that allow that thread to call MPI.
@@ -17,7 +19,35 @@ unsafe impl Send for RawRequest {}
 
 impl RawRequest {
     pub(crate) fn new(handle: ffi::MPI_Request) -> RawRequest {
-        RawRequest(handle)
+        RawRequest(handle, false)
+    }
+
+    /// A receive's request, whose completion status tells source, tag and size.
+    pub(crate) fn receive(handle: ffi::MPI_Request) -> RawRequest {
+        RawRequest(handle, true)
+    }
+
+    /// The status out-parameter for a completion: `MPI_STATUS_IGNORE` unless this is a receive.
+    fn status_arg(&self, st: &mut ffi::MPI_Status) -> *mut ffi::MPI_Status {
+        if self.1 {
+            st
+        } else {
+            // SAFETY: reads a constant exported by rsmpi's shim.
+            unsafe { ffi::RSMPI_STATUS_IGNORE }
+        }
+    }
+
+    /// The completion's status, or a placeholder when it was ignored.
+    fn status_of(&self, st: &ffi::MPI_Status) -> RawStatus {
+        if self.1 {
+            RawStatus::from(st)
+        } else {
+            RawStatus {
+                source: super::proc_null(),
+                tag: super::any_tag(),
+                bytes: 0,
+            }
+        }
     }
 
     /// Whether the request has completed (its handle was reset to `MPI_REQUEST_NULL`).
@@ -38,17 +68,20 @@ impl RawRequest {
         }
         let mut flag: c_int = 0;
         let mut st = new_status();
-        // SAFETY: a valid, active request handle and out pointers.
-        rc(unsafe { ffi::MPI_Test(&mut self.0, &mut flag, &mut st) })?;
-        Ok((flag != 0).then(|| RawStatus::from(&st)))
+        let out = self.status_arg(&mut st);
+        // SAFETY: a valid, active request handle and out pointers (or MPI_STATUS_IGNORE).
+        rc(unsafe { ffi::MPI_Test(&mut self.0, &mut flag, out) })?;
+        Ok((flag != 0).then(|| self.status_of(&st)))
     }
 
     /// `MPI_Wait`.
     pub(crate) fn wait(&mut self) -> RawResult<RawStatus> {
         let mut st = new_status();
-        // SAFETY: a valid request handle (or MPI_REQUEST_NULL, which returns at once) and out pointer.
-        rc(unsafe { ffi::MPI_Wait(&mut self.0, &mut st) })?;
-        Ok(RawStatus::from(&st))
+        let out = self.status_arg(&mut st);
+        // SAFETY: a valid request handle (or MPI_REQUEST_NULL, which returns at once) and out pointer (or
+        // MPI_STATUS_IGNORE).
+        rc(unsafe { ffi::MPI_Wait(&mut self.0, out) })?;
+        Ok(self.status_of(&st))
     }
 }
 
