@@ -17,7 +17,6 @@ use crate::buffer::{Buffer, BufferMut, ViewSource, ViewSourceMut};
 use crate::codec;
 use crate::comm::Comm;
 use crate::error::{ErrorKind, Result, fail};
-use crate::p2p::Status;
 use crate::request::{self, Completion, Request, Scope, engine, poll};
 use crate::runtime::Universe;
 use crate::sys::coll::{BlockKind, ScanKind, VArgs, VKind, int_layout};
@@ -188,7 +187,7 @@ impl<'u> Comm<'u> {
             .bcast(&d, root as i32, true)
             .map_err(|c| c.error(op))?
             .expect("non-blocking");
-        Ok(scope.add_raw(req, Some(Box::new(d)), op, Some(Status::null())))
+        Ok(scope.add_raw(req, Some(Box::new(d)), op, None))
     }
 
     /// Starts an all-reduce of buffers borrowed for the scope (`MPI_Iallreduce`; at most `i32::MAX` elements).
@@ -244,7 +243,7 @@ impl<'u> Comm<'u> {
             .allreduce_like(ScanKind::All, Some(&sd), &rd, op.raw(), true)
             .map_err(|c| c.error(name))?
             .expect("non-blocking");
-        Ok(scope.add_raw(req, Some(Box::new((sd, rd))), name, Some(Status::null())))
+        Ok(scope.add_raw(req, Some(Box::new((sd, rd))), name, None))
     }
 
     /// Starts a gather of buffers borrowed for the scope (`MPI_Igather`, see [`Comm::gather_buf`]).
@@ -309,7 +308,7 @@ impl<'u> Comm<'u> {
             .blocks(BlockKind::Gather, Some(&sd), rd.as_ref(), root as i32, true)
             .map_err(|c| c.error(op))?
             .expect("non-blocking");
-        Ok(scope.add_raw(req, Some(Box::new((sd, rd))), op, Some(Status::null())))
+        Ok(scope.add_raw(req, Some(Box::new((sd, rd))), op, None))
     }
 
     /// Starts broadcasting a value from `root` (the root passes `Some(&value)`); completes with the value on every

@@ -16,10 +16,13 @@ enum Slot {
         req: RawRequest,
         // Declared after `req`, so that it is dropped after the request (whose drop waits).
         _keep: Option<Box<dyn std::any::Any>>,
-        /// The status to report, or `None` for a receive's own (source, tag and size of what arrived).
-        status: Option<Status>,
-        /// The completion's status, once a poll has seen it complete.
-        got: Option<RawStatus>,
+        /// The status to report: fixed at the start (a send, a collective), or a receive's own (source, tag and
+        /// size of what arrived), filled in once a poll has seen it complete.
+        status: RawStatus,
+        /// Whether `status` is to come from the completion.
+        from_completion: bool,
+        /// Whether a poll has seen the request complete.
+        done: bool,
         op: &'static str,
     },
     /// A receive in the engine.
@@ -89,18 +92,24 @@ impl Drop for Slots {
 
 impl<'scope> Scope<'scope, '_> {
     /// Registers a started send or collective, with what it must keep alive.
+    #[inline]
     pub(crate) fn add_raw(
         &'scope self,
         req: RawRequest,
         keep: Option<Box<dyn std::any::Any>>,
         op: &'static str,
-        status: Option<Status>,
+        status: Option<RawStatus>,
     ) -> Request<'scope> {
         self.add(Slot::Raw {
             req,
             _keep: keep,
-            status,
-            got: None,
+            status: status.unwrap_or(RawStatus {
+                source: -1,
+                tag: -1,
+                bytes: 0,
+            }),
+            from_completion: status.is_none(),
+            done: false,
             op,
         })
     }
@@ -110,6 +119,7 @@ impl<'scope> Scope<'scope, '_> {
         self.add(Slot::Done)
     }
 
+    #[inline]
     fn add(&'scope self, slot: Slot) -> Request<'scope> {
         let mut s = self.slots.0.borrow_mut();
         s.push(slot);
@@ -156,10 +166,22 @@ impl poll::Poll for Request<'_> {
     fn poll(&mut self) -> Result<bool> {
         let mut slots = self.slots.0.borrow_mut();
         match &mut slots[self.slot] {
-            Slot::Raw { got: Some(_), .. } => Ok(true),
-            Slot::Raw { req, op, got, .. } => {
-                *got = req.test().map_err(|c| c.error(op))?;
-                Ok(got.is_some())
+            Slot::Raw { done: true, .. } => Ok(true),
+            Slot::Raw {
+                req,
+                op,
+                status,
+                from_completion,
+                done,
+                ..
+            } => {
+                if let Some(st) = req.test().map_err(|c| c.error(op))? {
+                    *done = true;
+                    if *from_completion {
+                        *status = st;
+                    }
+                }
+                Ok(*done)
             }
             Slot::Recv(id) => Ok(engine::is_done(*id)),
             Slot::Done => Ok(true),
@@ -179,14 +201,12 @@ impl Completion for Request<'_> {
                 mut req,
                 _keep,
                 status,
-                got,
+                from_completion,
+                done,
                 op,
             } => {
-                let got = match got {
-                    Some(st) => st,
-                    None => wait_raw_ref(&mut req, op)?,
-                };
-                Ok(status.unwrap_or_else(|| Status::from_raw(got)))
+                let got = if done { status } else { wait_raw_ref(&mut req, op)? };
+                Ok(Status::from_raw(if from_completion { got } else { status }))
             }
             Slot::Recv(id) => match engine::wait(id)? {
                 engine::Outcome::Buf(st) => Ok(st),
@@ -274,11 +294,11 @@ impl<'u> Comm<'u> {
             .raw
             .isend(&desc, d, tag, mode)
             .map_err(|c| c.error(&format!("{op} to rank {d} (tag {tag})")))?;
-        let status = Status::from_raw(RawStatus {
+        let status = RawStatus {
             source: d,
             tag,
             bytes: desc.bytes,
-        });
+        };
         // A derived datatype may be freed while the send is pending (MPI completes it normally); it is kept anyway.
         let keep = desc.owns_datatype().then(|| Box::new(desc) as Box<dyn std::any::Any>);
         Ok(scope.add_raw(req, keep, op, Some(status)))
