@@ -257,6 +257,9 @@ fn is_busy_key(reg: &Registry, key: usize, source: i32, tag: i32) -> bool {
     is_held(&reg.held, key, source, tag)
         || reg.entries.iter().any(|e| match &e.state {
             State::Parts { status, .. } => comm_key(&e.comm) == key && overlaps(source, tag, status.source, status.tag),
+            State::Receiving { status, .. } if matches!(e.target, Target::Obj) => {
+                comm_key(&e.comm) == key && overlaps(source, tag, status.source, status.tag)
+            }
             _ => false,
         })
 }
@@ -356,6 +359,11 @@ fn progress_locked(reg: &mut Registry) {
             State::Done(_) => {
                 *ahead += 1;
                 finished |= e.detached;
+            }
+            // An object's header still arriving: its parts (same source and tag) may be in already, and must not
+            // go to a later receive.
+            State::Receiving { status, .. } if matches!(e.target, Target::Obj) => {
+                keys.push((key, status.source, status.tag));
             }
             State::Receiving { .. } => {}
         }

@@ -27,6 +27,8 @@ enum Slot {
     },
     /// A receive in the engine.
     Recv(engine::Id),
+    /// A bare receive (of an unchecked handle) that was cancelled before a message matched it.
+    Cancelled(&'static str),
     Done,
 }
 
@@ -84,7 +86,7 @@ impl Drop for Slots {
                 Slot::Recv(id) => {
                     let _ = engine::wait(id);
                 }
-                Slot::Done => {}
+                Slot::Cancelled(_) | Slot::Done => {}
             }
         }
     }
@@ -103,11 +105,7 @@ impl<'scope> Scope<'scope, '_> {
         self.add(Slot::Raw {
             req,
             _keep: keep,
-            status: status.unwrap_or(RawStatus {
-                source: -1,
-                tag: -1,
-                bytes: 0,
-            }),
+            status: status.unwrap_or_else(RawStatus::empty),
             from_completion: status.is_none(),
             done: false,
             op,
@@ -154,9 +152,29 @@ impl Request<'_> {
     /// # Ok(()) }
     /// ```
     pub fn cancel(&self) -> bool {
-        let slots = self.slots.0.borrow();
-        match &slots[self.slot] {
+        let mut slots = self.slots.0.borrow_mut();
+        let slot = &mut slots[self.slot];
+        match slot {
             Slot::Recv(id) => engine::cancel(*id),
+            Slot::Raw {
+                req,
+                status,
+                from_completion: true,
+                done: done @ false,
+                op,
+                ..
+            } => match req.cancel_receive() {
+                Ok(None) => {
+                    *slot = Slot::Cancelled(op);
+                    true
+                }
+                Ok(Some(st)) => {
+                    *status = st;
+                    *done = true;
+                    false
+                }
+                Err(_) => false,
+            },
             _ => false,
         }
     }
@@ -184,7 +202,7 @@ impl poll::Poll for Request<'_> {
                 Ok(*done)
             }
             Slot::Recv(id) => Ok(engine::is_done(*id)),
-            Slot::Done => Ok(true),
+            Slot::Cancelled(_) | Slot::Done => Ok(true),
         }
     }
 }
@@ -212,6 +230,10 @@ impl Completion for Request<'_> {
                 engine::Outcome::Buf(st) => Ok(st),
                 engine::Outcome::Obj { status, .. } => Ok(status),
             },
+            Slot::Cancelled(op) => Err(crate::error::Error::new(
+                crate::ErrorKind::Cancelled,
+                format!("{op}: cancelled before a message arrived"),
+            )),
             Slot::Done => Ok(Status::null()),
         }
     }

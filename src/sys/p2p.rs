@@ -22,6 +22,15 @@ pub(crate) fn new_status() -> ffi::MPI_Status {
 }
 
 impl RawStatus {
+    /// The status of an operation with no message (a send's or a collective's, a cancelled receive's).
+    pub(crate) fn empty() -> RawStatus {
+        RawStatus {
+            source: super::proc_null(),
+            tag: super::any_tag(),
+            bytes: 0,
+        }
+    }
+
     /// Reads source, tag and byte count: `MPI_Get_count` with `MPI_BYTE` (the cheap call), and
     /// `MPI_Get_elements_x` for messages whose byte count does not fit an `int`.
     #[inline]

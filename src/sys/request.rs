@@ -42,12 +42,26 @@ impl RawRequest {
         if self.1 {
             RawStatus::from(st)
         } else {
-            RawStatus {
-                source: super::proc_null(),
-                tag: super::any_tag(),
-                bytes: 0,
-            }
+            RawStatus::empty()
         }
+    }
+
+    /// Cancels a receive (`MPI_Cancel`) and waits for it: `None` if it was cancelled, or the status of the message
+    /// that had already matched it and has now been received.
+    pub(crate) fn cancel_receive(&mut self) -> RawResult<Option<RawStatus>> {
+        if self.is_null() {
+            return Ok(Some(RawStatus::empty()));
+        }
+        let mut st = new_status();
+        let mut flag: c_int = 0;
+        // SAFETY: a valid, active request handle and out pointers; the status is a real one, which
+        // MPI_Test_cancelled reads.
+        unsafe {
+            rc(ffi::MPI_Cancel(&mut self.0))?;
+            rc(ffi::MPI_Wait(&mut self.0, &mut st))?;
+            rc(ffi::MPI_Test_cancelled(&st, &mut flag))?;
+        }
+        Ok((flag == 0).then(|| self.status_of(&st)))
     }
 
     /// Whether the request has completed (its handle was reset to `MPI_REQUEST_NULL`).
@@ -60,11 +74,7 @@ impl RawRequest {
     #[inline]
     pub(crate) fn test(&mut self) -> RawResult<Option<RawStatus>> {
         if self.is_null() {
-            return Ok(Some(RawStatus {
-                source: super::proc_null(),
-                tag: super::any_tag(),
-                bytes: 0,
-            }));
+            return Ok(Some(RawStatus::empty()));
         }
         let mut flag: c_int = 0;
         let mut st = new_status();

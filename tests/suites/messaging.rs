@@ -1367,6 +1367,18 @@ fn unchecked_receives(comm: &Comm) -> spmd::Result<()> {
         a[0],
         b[0]
     );
+    // A bare receive can be cancelled like any other: its wait is a Cancelled error and the scope ends.
+    let mut x = 0u32;
+    let (cancelled, waited) = scope(|s| -> spmd::Result<(bool, Option<ErrorKind>)> {
+        let r = fast.irecv_buf_into(s, ANY_SOURCE, 99, &mut x)?;
+        let cancelled = r.cancel();
+        Ok((cancelled, r.wait().err().map(|e| e.kind())))
+    })?;
+    check!(
+        comm,
+        cancelled && waited == Some(ErrorKind::Cancelled),
+        "cancel of a bare receive: {cancelled}, wait: {waited:?}"
+    );
     Ok(())
 }
 
