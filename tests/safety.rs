@@ -1,5 +1,6 @@
 //! Memory safety, liveness and edge cases at 1 to 4 ranks; threads under `MPI_THREAD_MULTIPLE` at 2 and 3
-//! ranks; truncation with a small eager limit; and (with `--ignored`) the safety cases under valgrind.
+//! ranks; truncation with a small eager limit; an object's parts while its header still arrives in fragments; and
+//! (with `--ignored`) the safety cases under valgrind.
 
 #[macro_use]
 mod common;
@@ -51,6 +52,15 @@ fn main() {
                 "spmd-test ok cross_family_mistakes [world] np=2",
             ],
         )
+    }));
+    extra.push(Trial::test("object_parts::header_in_fragments", || {
+        let mut job = common::special_job(2, "parts_while_header_arrives");
+        if common::open_mpi_launcher() {
+            // Without single-copy transfers a large header arrives in fragments, over many progress passes.
+            job.mpirun_args
+                .extend(["--mca", "btl_vader_single_copy_mechanism", "none"].map(String::from));
+        }
+        outcome(job.run(), &["spmd-test ok parts_while_header_arrives [world] np=2"])
     }));
     extra.push(
         Trial::test("valgrind::safety_cases", || {

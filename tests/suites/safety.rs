@@ -509,6 +509,54 @@ fn no_shared_below_multiple(comm: &Comm) -> spmd::Result<()> {
     Ok(())
 }
 
+/// An object with a large body (its header message arrives by rendezvous) and a small out-of-band part.
+#[derive(Serialize, Deserialize)]
+struct Framed {
+    head: Vec<u8>,
+    tail: Oob<u32>,
+}
+
+/// While an object's header is still arriving, its small out-of-band part (already in) must go to that object, not
+/// to a later receive with the same source and tag. (Provoked reliably when the header travels in fragments, as
+/// with Open MPI's `btl_vader_single_copy_mechanism none`; see `tests/safety.rs`.)
+fn parts_while_header_arrives(comm: &Comm) -> spmd::Result<()> {
+    let r = comm.rank();
+    if comm.size() < 2 || r > 1 {
+        return Ok(());
+    }
+    let head_len = 4 << 20;
+    for round in 0..10u32 {
+        if r == 0 {
+            let obj = Framed {
+                head: vec![7u8; head_len],
+                tail: Oob::new(vec![2 * round + 1]),
+            };
+            // Non-blocking: the part leaves while the header is still on its way.
+            comm.isend_obj(1, 5, &obj)?.wait()?;
+            comm.send_buf(1, 5, &[2 * round + 2])?;
+        } else {
+            let mut b = [0u32; 1];
+            let got = scope(|s| -> spmd::Result<Framed> {
+                let o = comm.irecv_obj::<Framed>(0, 5)?;
+                let rb = comm.irecv_buf_into(s, 0, 5, &mut b)?;
+                let (v, _) = o.wait()?;
+                rb.wait()?;
+                Ok(v)
+            })?;
+            check!(
+                comm,
+                got.tail[..] == [2 * round + 1] && b[0] == 2 * round + 2 && got.head.len() == head_len,
+                "round {round}: the object's part is {:?} (want {}), the later buffer {} (want {})",
+                &got.tail[..],
+                2 * round + 1,
+                b[0],
+                2 * round + 2
+            );
+        }
+    }
+    Ok(())
+}
+
 pub const CASES: &[Case] = &[
     case("receive_into_shared_arrays", receive_into_shared_arrays),
     case("oob_from_temporaries", oob_from_temporaries),
@@ -517,6 +565,7 @@ pub const CASES: &[Case] = &[
     case("overflowing_counts", overflowing_counts),
     case("truncation_never_overruns", truncation_never_overruns),
     case("cross_family_mistakes", cross_family_mistakes),
+    case("parts_while_header_arrives", parts_while_header_arrives),
     case("zero_length_buffers", zero_length_buffers),
     case("logical_ops_are_truth_values", logical_ops_are_truth_values),
     case("no_shared_below_multiple", no_shared_below_multiple),
