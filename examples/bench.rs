@@ -159,6 +159,18 @@ fn pingpong_obj<T>(
 }
 
 /// spmd against rsmpi in the same process: 8-byte ping-pong, all-reduce of one double, broadcast of 8 bytes.
+/// One 8-byte round trip between ranks 0 and 1 through spmd (other ranks idle).
+fn pingpong_once(world: &Comm<'_>, rank: usize, peer: usize, s: &[u8; 8], r: &mut [u8; 8]) -> spmd::Result<()> {
+    if rank == 0 {
+        world.send_buf(peer, 1, s)?;
+        world.recv_buf_into(peer, 1, r)?;
+    } else if rank == 1 {
+        world.recv_buf_into(peer, 1, r)?;
+        world.send_buf(peer, 1, s)?;
+    }
+    Ok(())
+}
+
 fn overhead(world: &Comm<'_>) -> spmd::Result<()> {
     use mpi::collective::SystemOperation;
     use mpi::traits::{Communicator, CommunicatorCollectives, Destination, Root, Source};
@@ -174,16 +186,7 @@ fn overhead(world: &Comm<'_>) -> spmd::Result<()> {
     type Run<'a> = Box<dyn FnMut() -> spmd::Result<()> + 'a>;
     let mut cases: Vec<(&str, f64, Run, Run)> = Vec::new();
     // (name, operations per iteration, spmd, rsmpi); ranks above 1 idle in the ping-pong.
-    let pp_spmd: Run = Box::new(|| {
-        if rank == 0 {
-            world.send_buf(peer, 1, &s)?;
-            world.recv_buf_into(peer, 1, &mut r)?;
-        } else if rank == 1 {
-            world.recv_buf_into(peer, 1, &mut r)?;
-            world.send_buf(peer, 1, &s)?;
-        }
-        Ok(())
-    });
+    let pp_spmd: Run = Box::new(|| pingpong_once(world, rank, peer, &s, &mut r));
     let pp_raw: Run = Box::new(|| {
         if rank == 0 {
             p.send(&s[..]);
@@ -196,17 +199,7 @@ fn overhead(world: &Comm<'_>) -> spmd::Result<()> {
     });
     cases.push(("pingpong", 2.0, pp_spmd, pp_raw));
     // The same with the matched probe spmd makes before every receive, straight through rsmpi.
-    let pp_spmd2: Run = Box::new(|| {
-        let mut r = [0u8; 8];
-        if rank == 0 {
-            world.send_buf(peer, 1, &s)?;
-            world.recv_buf_into(peer, 1, &mut r)?;
-        } else if rank == 1 {
-            world.recv_buf_into(peer, 1, &mut r)?;
-            world.send_buf(peer, 1, &s)?;
-        }
-        Ok(())
-    });
+    let pp_spmd2: Run = Box::new(|| pingpong_once(world, rank, peer, &s, &mut [0u8; 8]));
     let pp_probe: Run = Box::new(|| {
         let mut b = [0u8; 8];
         if rank == 0 {

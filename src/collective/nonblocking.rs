@@ -187,7 +187,7 @@ impl<'u> Comm<'u> {
             .bcast(&d, root as i32, true)
             .map_err(|c| c.error(op))?
             .expect("non-blocking");
-        Ok(scope.add_raw(req, Some(Box::new(d)), op, Some(crate::sys::RawStatus::empty())))
+        Ok(scope.add_raw(req, Some(Box::new(d)), op, crate::sys::RawStatus::empty()))
     }
 
     /// Starts an all-reduce of buffers borrowed for the scope (`MPI_Iallreduce`; at most `i32::MAX` elements).
@@ -243,12 +243,7 @@ impl<'u> Comm<'u> {
             .allreduce_like(ScanKind::All, Some(&sd), &rd, op.raw(), true)
             .map_err(|c| c.error(name))?
             .expect("non-blocking");
-        Ok(scope.add_raw(
-            req,
-            Some(Box::new((sd, rd))),
-            name,
-            Some(crate::sys::RawStatus::empty()),
-        ))
+        Ok(scope.add_raw(req, Some(Box::new((sd, rd))), name, crate::sys::RawStatus::empty()))
     }
 
     /// Starts a gather of buffers borrowed for the scope (`MPI_Igather`, see [`Comm::gather_buf`]).
@@ -313,7 +308,7 @@ impl<'u> Comm<'u> {
             .blocks(BlockKind::Gather, Some(&sd), rd.as_ref(), root as i32, true)
             .map_err(|c| c.error(op))?
             .expect("non-blocking");
-        Ok(scope.add_raw(req, Some(Box::new((sd, rd))), op, Some(crate::sys::RawStatus::empty())))
+        Ok(scope.add_raw(req, Some(Box::new((sd, rd))), op, crate::sys::RawStatus::empty()))
     }
 
     /// Starts broadcasting a value from `root` (the root passes `Some(&value)`); completes with the value on every

@@ -318,9 +318,6 @@ fn progress_locked(reg: &mut Registry) {
     keys.clear();
     keys.extend_from_slice(held);
     waiting.clear();
-    // The pattern of the last receive that found no message: the receives after it with the same pattern (a
-    // window of receives from one peer) are passed over at once.
-    let mut last_waiting: Option<Key> = None;
     for e in entries.range_mut(*live_from..) {
         if let State::Parts { status, .. } = &e.state {
             keys.push((comm_key(&e.comm), status.source, status.tag));
@@ -333,15 +330,11 @@ fn progress_locked(reg: &mut Registry) {
         }
         let key = comm_key(&e.comm);
         let pattern = (key, e.source, e.tag);
-        if probing && last_waiting == Some(pattern) {
-            continue;
-        }
         // (Patterns are recorded once each: receives tend to share a few, so these lists stay short.)
         if probing && (is_held(keys, key, e.source, e.tag) || earlier_waits(waiting, key, e.source, e.tag)) {
             if !waiting.contains(&pattern) {
                 waiting.push(pattern);
             }
-            last_waiting = Some(pattern);
             continue;
         }
         advance(e);
@@ -350,12 +343,8 @@ fn progress_locked(reg: &mut Registry) {
                 keys.push((key, status.source, status.tag));
                 *parts += 1;
             }
-            State::Probing => {
-                if !waiting.contains(&pattern) {
-                    waiting.push(pattern);
-                }
-                last_waiting = Some(pattern);
-            }
+            State::Probing if !waiting.contains(&pattern) => waiting.push(pattern),
+            State::Probing => {}
             State::Done(_) => {
                 *ahead += 1;
                 finished |= e.detached;

@@ -16,11 +16,9 @@ enum Slot {
         req: RawRequest,
         // Declared after `req`, so that it is dropped after the request (whose drop waits).
         _keep: Option<Box<dyn std::any::Any>>,
-        /// The status to report: fixed at the start (a send, a collective), or a receive's own (source, tag and
-        /// size of what arrived), filled in once a poll has seen it complete.
+        /// The status to report: fixed at the start (a send, a collective), or for a receive (`req.is_receive()`)
+        /// its own (source, tag and size of what arrived), filled in once the request has completed.
         status: RawStatus,
-        /// Whether `status` is to come from the completion.
-        from_completion: bool,
         /// Whether a poll has seen the request complete.
         done: bool,
         op: &'static str,
@@ -93,20 +91,20 @@ impl Drop for Slots {
 }
 
 impl<'scope> Scope<'scope, '_> {
-    /// Registers a started send or collective, with what it must keep alive.
+    /// Registers a started operation, with what it must keep alive and the status to report (a receive reports
+    /// its completion's instead).
     #[inline]
     pub(crate) fn add_raw(
         &'scope self,
         req: RawRequest,
         keep: Option<Box<dyn std::any::Any>>,
         op: &'static str,
-        status: Option<RawStatus>,
+        status: RawStatus,
     ) -> Request<'scope> {
         self.add(Slot::Raw {
             req,
             _keep: keep,
-            status: status.unwrap_or_else(RawStatus::empty),
-            from_completion: status.is_none(),
+            status,
             done: false,
             op,
         })
@@ -159,11 +157,10 @@ impl Request<'_> {
             Slot::Raw {
                 req,
                 status,
-                from_completion: true,
                 done: done @ false,
                 op,
                 ..
-            } => match req.cancel_receive() {
+            } if req.is_receive() => match req.cancel_receive() {
                 Ok(None) => {
                     *slot = Slot::Cancelled(op);
                     true
@@ -186,16 +183,11 @@ impl poll::Poll for Request<'_> {
         match &mut slots[self.slot] {
             Slot::Raw { done: true, .. } => Ok(true),
             Slot::Raw {
-                req,
-                op,
-                status,
-                from_completion,
-                done,
-                ..
+                req, op, status, done, ..
             } => {
                 if let Some(st) = req.test().map_err(|c| c.error(op))? {
                     *done = true;
-                    if *from_completion {
+                    if req.is_receive() {
                         *status = st;
                     }
                 }
@@ -218,13 +210,17 @@ impl Completion for Request<'_> {
             Slot::Raw {
                 mut req,
                 _keep,
-                status,
-                from_completion,
+                mut status,
                 done,
                 op,
             } => {
-                let got = if done { status } else { wait_raw_ref(&mut req, op)? };
-                Ok(Status::from_raw(if from_completion { got } else { status }))
+                if !done {
+                    let got = wait_raw_ref(&mut req, op)?;
+                    if req.is_receive() {
+                        status = got;
+                    }
+                }
+                Ok(Status::from_raw(status))
             }
             Slot::Recv(id) => match engine::wait(id)? {
                 engine::Outcome::Buf(st) => Ok(st),
@@ -322,8 +318,7 @@ impl<'u> Comm<'u> {
             bytes: desc.bytes,
         };
         // A derived datatype may be freed while the send is pending (MPI completes it normally); it is kept anyway.
-        let keep = desc.owns_datatype().then(|| Box::new(desc) as Box<dyn std::any::Any>);
-        Ok(scope.add_raw(req, keep, op, Some(status)))
+        Ok(scope.add_raw(req, keep_datatype(desc), op, status))
     }
 
     /// Starts receiving a buffer message into `buf`, which stays borrowed until the scope ends. The message's
@@ -371,8 +366,7 @@ impl<'u> Comm<'u> {
                 .raw
                 .irecv_plain(&desc, s, t)
                 .map_err(|c| c.error(&format!("{op} from rank {s} (tag {t})")))?;
-            let keep = desc.owns_datatype().then(|| Box::new(desc) as Box<dyn std::any::Any>);
-            return Ok(scope.add_raw(req, keep, op, None));
+            return Ok(scope.add_raw(req, keep_datatype(desc), op, RawStatus::empty()));
         }
         let target = engine::Target::Buf {
             desc,
@@ -382,4 +376,10 @@ impl<'u> Comm<'u> {
         let id = engine::start(std::sync::Arc::clone(&self.inner), op, s, t, target);
         Ok(scope.add(Slot::Recv(id)))
     }
+}
+
+/// What a point-to-point request keeps alive: its description when it owns a derived datatype (MPI would let the
+/// datatype go while the operation is pending, but spmd frees its own handles only after completion).
+fn keep_datatype(desc: Desc) -> Option<Box<dyn std::any::Any>> {
+    desc.owns_datatype().then(|| Box::new(desc) as Box<dyn std::any::Any>)
 }

@@ -163,8 +163,8 @@ impl RawComm {
         } else {
             recv.data.as_mut_ptr().cast()
         };
-        // Blocking even when receives are pending: Open MPI 4.1.4's MPI_Ialltoallw crashes in
-        // ompi_coll_base_retain_datatypes_w on these subarray types (signal 11, reproduced by `dist`'s cases under
+        // Blocking even when receives are pending: Open MPI 4.1.4's MPI_Ialltoallw crashes while retaining
+        // the datatypes of these subarray types (signal 11, reproduced by `dist`'s cases under
         // SPMD_TIMEOUT, which makes every wait non-blocking).
         // SAFETY: per peer a count of 0 or 1 subarray type whose box lies inside the array at the pointer (checked
         // above and by `subarray`); send read-only, receive exclusively borrowed for this call.

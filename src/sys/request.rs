@@ -27,6 +27,11 @@ impl RawRequest {
         RawRequest(handle, true)
     }
 
+    /// Whether this is a receive's request, whose completion status is read.
+    pub(crate) fn is_receive(&self) -> bool {
+        self.1
+    }
+
     /// The status out-parameter for a completion: `MPI_STATUS_IGNORE` unless this is a receive.
     fn status_arg(&self, st: &mut ffi::MPI_Status) -> *mut ffi::MPI_Status {
         if self.1 {
