@@ -66,7 +66,16 @@ impl RawRequest {
             rc(ffi::MPI_Wait(&mut self.0, &mut st))?;
             rc(ffi::MPI_Test_cancelled(&st, &mut flag))?;
         }
+        self.set_null();
         Ok((flag == 0).then(|| self.status_of(&st)))
+    }
+
+    /// Marks the request as completed. MPI resets the handle of a completed non-blocking request itself, except
+    /// that Open MPI hands out one shared, already complete request for sends done at once and leaves that handle
+    /// as it is; without the reset, dropping such a request would call MPI again for nothing.
+    fn set_null(&mut self) {
+        // SAFETY: reading a constant exported by rsmpi's shim.
+        self.0 = unsafe { ffi::RSMPI_REQUEST_NULL };
     }
 
     /// Whether the request has completed (its handle was reset to `MPI_REQUEST_NULL`).
@@ -86,7 +95,11 @@ impl RawRequest {
         let out = self.status_arg(&mut st);
         // SAFETY: a valid, active request handle and out pointers (or MPI_STATUS_IGNORE).
         rc(unsafe { ffi::MPI_Test(&mut self.0, &mut flag, out) })?;
-        Ok((flag != 0).then(|| self.status_of(&st)))
+        if flag == 0 {
+            return Ok(None);
+        }
+        self.set_null();
+        Ok(Some(self.status_of(&st)))
     }
 
     /// `MPI_Wait`.
@@ -96,6 +109,7 @@ impl RawRequest {
         // SAFETY: a valid request handle (or MPI_REQUEST_NULL, which returns at once) and out pointer (or
         // MPI_STATUS_IGNORE).
         rc(unsafe { ffi::MPI_Wait(&mut self.0, out) })?;
+        self.set_null();
         Ok(self.status_of(&st))
     }
 }
