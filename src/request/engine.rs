@@ -255,13 +255,24 @@ pub(crate) fn progress_then<R>(comm: &CommInner, source: i32, tag: i32, f: impl 
 /// receive, or by an entry receiving the parts of an object.
 fn is_busy_key(reg: &Registry, key: usize, source: i32, tag: i32) -> bool {
     is_held(&reg.held, key, source, tag)
-        || reg.entries.iter().any(|e| match &e.state {
-            State::Parts { status, .. } => comm_key(&e.comm) == key && overlaps(source, tag, status.source, status.tag),
-            State::Receiving { status, .. } if matches!(e.target, Target::Obj) => {
-                comm_key(&e.comm) == key && overlaps(source, tag, status.source, status.tag)
-            }
-            _ => false,
-        })
+        || reg
+            .entries
+            .iter()
+            .any(|e| holds(e).is_some_and(|(s, t)| comm_key(&e.comm) == key && overlaps(source, tag, s, t)))
+}
+
+/// The (source, tag) whose messages an entry holds: an object message taking its parts, or a message still
+/// arriving that may be an object whose parts follow (any object message, and a message of object size taken by
+/// a buffer receive, which only tells objects apart once the bytes are in). Its parts, which may be in already,
+/// must not go to a later receive.
+fn holds(e: &Entry) -> Option<(i32, i32)> {
+    match &e.state {
+        State::Parts { status, .. } => Some((status.source, status.tag)),
+        State::Receiving { status, .. } if matches!(e.target, Target::Obj) || status.bytes >= codec::PREFIX => {
+            Some((status.source, status.tag))
+        }
+        _ => None,
+    }
 }
 
 /// Holds (`comm`, `source`, `tag`) while a blocking receive takes the parts of an object message; released on drop.
@@ -349,12 +360,11 @@ fn progress_locked(reg: &mut Registry) {
                 *ahead += 1;
                 finished |= e.detached;
             }
-            // An object's header still arriving: its parts (same source and tag) may be in already, and must not
-            // go to a later receive.
-            State::Receiving { status, .. } if matches!(e.target, Target::Obj) => {
-                keys.push((key, status.source, status.tag));
+            State::Receiving { .. } => {
+                if let Some((s, t)) = holds(e) {
+                    keys.push((key, s, t));
+                }
             }
-            State::Receiving { .. } => {}
         }
     }
     if finished {

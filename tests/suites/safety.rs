@@ -517,8 +517,9 @@ struct Framed {
 }
 
 /// While an object's header is still arriving, its small out-of-band part (already in) must go to that object, not
-/// to a later receive with the same source and tag. (Provoked reliably when the header travels in fragments, as
-/// with Open MPI's `btl_vader_single_copy_mechanism none`; see `tests/safety.rs`.)
+/// to a later receive with the same source and tag, also when a buffer receive took the object by mistake.
+/// (Provoked reliably when the header travels in fragments, as with Open MPI's
+/// `btl_vader_single_copy_mechanism none`; see `tests/safety.rs`.)
 fn parts_while_header_arrives(comm: &Comm) -> spmd::Result<()> {
     let r = comm.rank();
     if comm.size() < 2 || r > 1 {
@@ -551,6 +552,39 @@ fn parts_while_header_arrives(comm: &Comm) -> spmd::Result<()> {
                 2 * round + 1,
                 b[0],
                 2 * round + 2
+            );
+        }
+    }
+    // The same when a buffer receive takes the object by mistake: it reports the mistake and discards the
+    // object's part, and the later receive still gets the later buffer.
+    for round in 0..10u32 {
+        if r == 0 {
+            let obj = Framed {
+                head: vec![7u8; head_len],
+                tail: Oob::new(vec![2 * round + 1]),
+            };
+            comm.isend_obj(1, 5, &obj)?.wait()?;
+            comm.send_buf(1, 5, &[2 * round + 2])?;
+        } else {
+            let mut big = vec![0u8; 2 * head_len];
+            let mut b = [0u32; 1];
+            let (first, second) = scope(|s| -> spmd::Result<_> {
+                let rbig = comm.irecv_buf_into(s, 0, 5, &mut big[..])?;
+                let rb = comm.irecv_buf_into(s, 0, 5, &mut b)?;
+                Ok((rbig.wait(), rb.wait()))
+            })?;
+            check!(
+                comm,
+                matches!(&first, Err(e) if e.kind() == spmd::ErrorKind::WrongFamily) && second.is_ok(),
+                "round {round}: a buffer receive of an object gave {first:?}, the later one {second:?}"
+            );
+            check!(
+                comm,
+                b[0] == 2 * round + 2,
+                "round {round}: the later buffer receive got {} (want {}; {} is the object's part)",
+                b[0],
+                2 * round + 2,
+                2 * round + 1
             );
         }
     }
