@@ -270,8 +270,6 @@ impl<'u> Comm<'u> {
         self.agreed()
     }
 
-    /// A handle without the size agreement, for spmd's own steps whose sizes agree by construction (lengths
-    /// exchanged just before, or one element on every rank).
     /// Records, for the hang diagnosis, that the calling thread enters operation `op` on this communicator.
     #[track_caller]
     #[inline]
@@ -279,6 +277,8 @@ impl<'u> Comm<'u> {
         crate::runtime::watch::enter(op, Arc::as_ptr(&self.inner) as usize, self.inner.size)
     }
 
+    /// A handle without the size agreement, for spmd's own steps whose sizes agree by construction (lengths
+    /// exchanged just before, or one element on every rank).
     pub(crate) fn agreed(&self) -> Comm<'u> {
         Comm {
             checked: false,

@@ -96,6 +96,11 @@ struct Registry {
     ahead: usize,
     /// How many entries were taking the parts of an object at the end of the last pass.
     parts: usize,
+    /// The (communicator, source, tag) of the first entry since the registry was last empty, and whether a
+    /// later one differed. While all share one pattern, the entries after the first one still waiting for its
+    /// message all wait too (they match in order), so a pass stops there instead of looking at each.
+    pattern: Key,
+    mixed: bool,
     /// (communicator, source, tag) of object messages whose parts a blocking receive is taking.
     held: Vec<Key>,
     /// Scratch lists of one progress pass, kept to avoid allocating on every pass.
@@ -109,6 +114,8 @@ static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
     live_from: 0,
     ahead: 0,
     parts: 0,
+    pattern: (0, 0, 0),
+    mixed: false,
     held: Vec::new(),
     keys: Vec::new(),
     waiting: Vec::new(),
@@ -215,6 +222,13 @@ pub(crate) fn start(comm: Arc<CommInner>, op: &'static str, source: i32, tag: i3
     let mut reg = registry();
     let id = reg.next;
     reg.next += 1;
+    let pattern = (comm_key(&comm), source, tag);
+    if reg.entries.is_empty() {
+        reg.pattern = pattern;
+        reg.mixed = false;
+    } else if reg.pattern != pattern {
+        reg.mixed = true;
+    }
     reg.entries.push_back(Entry {
         id,
         comm,
@@ -310,8 +324,10 @@ fn progress_locked(reg: &mut Registry) {
         held,
         keys,
         waiting,
+        mixed,
         ..
     } = reg;
+    let uniform = !*mixed;
     let mut finished = false;
     // Entries taking parts first: their next parts must not go to anyone else.
     if *parts > 0 {
@@ -343,6 +359,9 @@ fn progress_locked(reg: &mut Registry) {
         let pattern = (key, e.source, e.tag);
         // (Patterns are recorded once each: receives tend to share a few, so these lists stay short.)
         if probing && (is_held(keys, key, e.source, e.tag) || earlier_waits(waiting, key, e.source, e.tag)) {
+            if uniform {
+                break;
+            }
             if !waiting.contains(&pattern) {
                 waiting.push(pattern);
             }
@@ -354,6 +373,8 @@ fn progress_locked(reg: &mut Registry) {
                 keys.push((key, status.source, status.tag));
                 *parts += 1;
             }
+            // Every later entry waits behind this one.
+            State::Probing if uniform => break,
             State::Probing if !waiting.contains(&pattern) => waiting.push(pattern),
             State::Probing => {}
             State::Done(_) => {

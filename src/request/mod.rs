@@ -188,7 +188,11 @@ pub fn wait_all<R: Completion>(reqs: impl IntoIterator<Item = R>) -> Result<Vec<
         }
         Ok(first == reqs.len())
     })?;
-    reqs.into_iter().map(Completion::wait).collect()
+    let mut out = Vec::with_capacity(reqs.len());
+    for r in reqs {
+        out.push(r.wait()?);
+    }
+    Ok(out)
 }
 
 /// Polls every request once (progress is the caller's); `true` if all have completed.
