@@ -9,7 +9,10 @@
 //!
 //! Entries are matched in the order they were started, as MPI matches posted receives. An object message of
 //! several parts holds its (communicator, source, tag) until all parts are in, so no other receive can take a
-//! part of it.
+//! part of it; so does any message of object size still arriving into a buffer receive (an object sent to it by
+//! mistake is only recognised once its bytes are in, and its parts are then received and discarded). While all
+//! pending receives share one (communicator, source, tag), a progress pass stops at the first one still waiting
+//! for its message: the later ones could only take messages after it.
 //!
 //! One file over the usual size: the registry, the matching-order rules and an entry's state machine keep one
 //! invariant together (an entry's state, the keys it holds and the active count change under one lock).
