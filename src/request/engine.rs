@@ -610,14 +610,30 @@ pub(crate) fn is_done(id: Id) -> bool {
 
 /// Removes the entry and returns its outcome if it is done.
 fn try_take(id: Id) -> Option<Result<Outcome>> {
-    let mut reg = registry();
-    let i = reg.find(id)?;
-    if !matches!(reg.entries[i].state, State::Done(_)) {
-        return None;
-    }
-    match reg.remove(i).map(|e| e.state) {
-        Some(State::Done(r)) => Some(r),
-        _ => None,
+    Taker(registry()).take(id)
+}
+
+/// Takes the outcomes of done receives under one lock (waiting on many receives then costs one lock, not one
+/// each).
+pub(crate) struct Taker(MutexGuard<'static, Registry>);
+
+/// A [`Taker`], holding the registry's lock until it drops.
+pub(crate) fn taker() -> Taker {
+    Taker(registry())
+}
+
+impl Taker {
+    /// Removes the entry and returns its outcome if it is done.
+    pub(crate) fn take(&mut self, id: Id) -> Option<Result<Outcome>> {
+        let reg = &mut self.0;
+        let i = reg.find(id)?;
+        if !matches!(reg.entries[i].state, State::Done(_)) {
+            return None;
+        }
+        match reg.remove(i).map(|e| e.state) {
+            Some(State::Done(r)) => Some(r),
+            _ => None,
+        }
     }
 }
 

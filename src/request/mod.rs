@@ -110,6 +110,14 @@ pub(crate) mod poll {
     pub trait Poll {
         /// Whether the request has completed.
         fn poll(&mut self) -> crate::Result<bool>;
+
+        /// Once all of `reqs` have completed, collects what they yield in one step where the request type can
+        /// (the receives of a scope share the engine's lock); their `wait` then returns at once.
+        fn collect_done(_reqs: &[Self])
+        where
+            Self: Sized,
+        {
+        }
     }
 }
 
@@ -188,6 +196,7 @@ pub fn wait_all<R: Completion>(reqs: impl IntoIterator<Item = R>) -> Result<Vec<
         }
         Ok(first == reqs.len())
     })?;
+    R::collect_done(&reqs);
     let mut out = Vec::with_capacity(reqs.len());
     for r in reqs {
         out.push(r.wait()?);

@@ -25,6 +25,8 @@ enum Slot {
     },
     /// A receive in the engine.
     Recv(engine::Id),
+    /// A receive taken from the engine, with its result (see `collect_done`).
+    Taken(Result<Status>),
     /// A bare receive (of an unchecked handle) that was cancelled before a message matched it.
     Cancelled(&'static str),
     Done,
@@ -84,7 +86,7 @@ impl Drop for Slots {
                 Slot::Recv(id) => {
                     let _ = engine::wait(id);
                 }
-                Slot::Cancelled(_) | Slot::Done => {}
+                Slot::Taken(_) | Slot::Cancelled(_) | Slot::Done => {}
             }
         }
     }
@@ -194,7 +196,32 @@ impl poll::Poll for Request<'_> {
                 Ok(*done)
             }
             Slot::Recv(id) => Ok(engine::is_done(*id)),
-            Slot::Cancelled(_) | Slot::Done => Ok(true),
+            Slot::Taken(_) | Slot::Cancelled(_) | Slot::Done => Ok(true),
+        }
+    }
+
+    fn collect_done(reqs: &[Self]) {
+        // Worth a lock held across all of them only with several receives.
+        let receives = reqs
+            .iter()
+            .filter(|r| matches!(r.slots.0.borrow()[r.slot], Slot::Recv(_)))
+            .take(2)
+            .count();
+        if receives < 2 {
+            return;
+        }
+        let mut taker = engine::taker();
+        for r in reqs {
+            let mut slots = r.slots.0.borrow_mut();
+            let slot = &mut slots[r.slot];
+            if let Slot::Recv(id) = *slot
+                && let Some(outcome) = taker.take(id)
+            {
+                *slot = Slot::Taken(outcome.map(|o| match o {
+                    engine::Outcome::Buf(st) => st,
+                    engine::Outcome::Obj { status, .. } => status,
+                }));
+            }
         }
     }
 }
@@ -226,6 +253,7 @@ impl Completion for Request<'_> {
                 engine::Outcome::Buf(st) => Ok(st),
                 engine::Outcome::Obj { status, .. } => Ok(status),
             },
+            Slot::Taken(r) => r,
             Slot::Cancelled(op) => Err(crate::error::Error::new(
                 crate::ErrorKind::Cancelled,
                 format!("{op}: cancelled before a message arrived"),
