@@ -39,7 +39,10 @@
 //! also advances them, so the usual patterns (post receives, send, reduce, wait) cannot deadlock. During long
 //! computations without spmd calls, call [`Completion::test`] now and then to keep messages moving (Open MPI
 //! makes no progress outside MPI calls). Pending receives are matched in the order they were started, as MPI
-//! promises.
+//! promises. While a message of 16 bytes or more is still arriving, later receives that could match its source
+//! and tag wait for it to be in before they look for their own: it may be an object sent by mistake, whose
+//! out-of-band parts follow and must be discarded with it, not given to them. Over shared memory this is not
+//! measurable; over a network, large receives from one source and tag (or `ANY_SOURCE`) arrive one at a time.
 //!
 //! Not covered yet: persistent requests, `MPI_Request_get_status`, cancelling sends.
 
