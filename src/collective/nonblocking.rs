@@ -61,7 +61,7 @@ impl<T> CollRequest<'_, T> {
             match &mut self.step {
                 Step::Wait { req, .. } => {
                     let done = if block {
-                        request::wait_raw(std::mem::replace(req, RawRequest::new(null_request())), self.op)?;
+                        request::wait_raw(std::mem::replace(req, RawRequest::null()), self.op)?;
                         true
                     } else {
                         req.test().map_err(|c| c.error(self.op))?.is_some()
@@ -84,17 +84,22 @@ impl<T> CollRequest<'_, T> {
     }
 }
 
-fn null_request() -> mpi::ffi::MPI_Request {
-    // SAFETY: reading a constant exported by rsmpi's shim (a completed request handle).
-    #[allow(unsafe_code)]
-    unsafe {
-        mpi::ffi::RSMPI_REQUEST_NULL
-    }
-}
-
 impl<T> poll::Poll for CollRequest<'_, T> {
     fn poll(&mut self) -> Result<bool> {
         self.advance(false)
+    }
+}
+
+impl<T> Drop for CollRequest<'_, T> {
+    /// Finishes the collective: every rank must make each of its steps, and a bare `MPI_Wait` on the current one
+    /// would neither start the next steps nor keep this rank's pending receives moving. Errors go with it.
+    fn drop(&mut self) {
+        while matches!(self.step, Step::Wait { .. }) {
+            match self.advance(!engine::busy()) {
+                Ok(false) => engine::progress(),
+                Ok(true) | Err(_) => return,
+            }
+        }
     }
 }
 

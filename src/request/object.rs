@@ -35,6 +35,16 @@ impl poll::Poll for SendRequest<'_> {
     }
 }
 
+impl Drop for SendRequest<'_> {
+    /// Waits for the send as [`Completion::wait`] does, keeping this rank's pending receives moving (a bare
+    /// `MPI_Wait` would not, and a peer blocked sending to one of them would then never get to receive this).
+    fn drop(&mut self) {
+        for r in std::mem::take(&mut self.reqs) {
+            let _ = wait_raw(r, self.op);
+        }
+    }
+}
+
 impl Completion for SendRequest<'_> {
     type Output = ();
 

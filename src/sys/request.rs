@@ -22,6 +22,12 @@ impl RawRequest {
         RawRequest(handle, false)
     }
 
+    /// A request that has completed (`MPI_REQUEST_NULL`).
+    pub(crate) fn null() -> RawRequest {
+        // SAFETY: reading a constant exported by rsmpi's shim.
+        RawRequest(unsafe { ffi::RSMPI_REQUEST_NULL }, false)
+    }
+
     /// A receive's request, whose completion status tells source, tag and size.
     pub(crate) fn receive(handle: ffi::MPI_Request) -> RawRequest {
         RawRequest(handle, true)

@@ -745,6 +745,37 @@ fn deadlock_free_patterns(comm: &Comm) -> spmd::Result<()> {
         v.len() == 300_000 && v[0] == left as u64 && all.len() == p,
         "object exchange with a collective inside"
     );
+    // Dropping a non-blocking object send waits for it while keeping this rank's receives moving: the peer's
+    // large blocking send to one of them must complete before the peer receives what this rank sends.
+    if p >= 2 && r < 2 {
+        let peer = 1 - r;
+        let big = vec![r as u8 + 1; 1 << 20];
+        if r == 0 {
+            let pending = comm.irecv_obj::<Vec<u8>>(peer, 93)?;
+            drop(comm.isend_obj(peer, 93, &big)?);
+            let (v, _) = pending.wait()?;
+            check!(
+                comm,
+                v.len() == 1 << 20 && v[0] == 2,
+                "receive pending while a dropped send completes"
+            );
+        } else {
+            comm.send_obj(peer, 93, &big)?;
+            let (v, _) = comm.recv_obj::<Vec<u8>>(peer, 93)?;
+            check!(comm, v.len() == 1 << 20 && v[0] == 1, "the dropped send arrived");
+        }
+    }
+    // Dropping a non-blocking collective finishes all of its steps: the others, which wait for theirs, see the
+    // whole broadcast.
+    let root = p - 1;
+    let value = vec![7u32; 100_000];
+    let req = comm.ibroadcast_obj(root, (r == root).then_some(&value))?;
+    if r == root {
+        drop(req);
+    } else {
+        let v = req.wait()?;
+        check!(comm, v == value, "ibroadcast_obj whose root dropped its request");
+    }
     Ok(())
 }
 
