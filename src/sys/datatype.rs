@@ -287,29 +287,66 @@ impl Desc {
         self.dt.owned
     }
 
-    /// Whether the described memory starts with `prefix` (false when it is shorter or not one packed run).
+    /// Whether the described memory, in the order MPI sends it, starts with `prefix` (false when it is shorter).
     pub(crate) fn starts_with(&self, prefix: &[u8]) -> bool {
-        if !self.packed || self.bytes < prefix.len() {
-            return false;
+        if self.packed && self.bytes >= prefix.len() {
+            // SAFETY: the description covers at least `prefix.len()` contiguous, initialised bytes of live memory
+            // (a packed run of `bytes` bytes from `ptr`, checked above).
+            return unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>(), prefix.len()) } == prefix;
         }
-        // SAFETY: the description covers at least `prefix.len()` contiguous, initialised bytes of live memory
-        // (a packed run of `bytes` bytes from `ptr`, checked above).
-        let head = unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>(), prefix.len()) };
-        head == prefix
+        let mut head = vec![0u8; prefix.len()];
+        self.read_head(&mut head) && head == prefix
     }
 
-    /// Copies the first `out.len()` bytes of the described memory into `out`.
+    /// Copies the first `out.len()` bytes of the described memory, in the order MPI sends it, into `out`.
     ///
     /// # Panics
-    /// If the description is not one packed run of at least that many bytes.
+    /// If the description holds fewer bytes.
     pub(crate) fn read_prefix(&self, out: &mut [u8]) {
-        assert!(
-            self.packed && self.bytes >= out.len(),
-            "read_prefix past the described memory"
-        );
-        // SAFETY: asserted above: at least `out.len()` contiguous bytes of live memory from `ptr`.
-        let head = unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>(), out.len()) };
-        out.copy_from_slice(head);
+        assert!(self.read_head(out), "read_prefix past the described memory");
+    }
+
+    /// Fills `out` with the first bytes of the described memory as MPI sends it: straight from memory for one
+    /// packed run, else through `MPI_Pack` (strided views, padded element types). `false` if the description
+    /// holds fewer bytes (or, not packed, more than an `int` of bytes, which `MPI_Pack` cannot count).
+    fn read_head(&self, out: &mut [u8]) -> bool {
+        if self.bytes < out.len() {
+            return false;
+        }
+        if self.packed {
+            // SAFETY: the description covers at least `out.len()` contiguous, initialised bytes of live memory (a
+            // packed run of `bytes` bytes from `ptr`, checked above).
+            let head = unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>(), out.len()) };
+            out.copy_from_slice(head);
+            return true;
+        }
+        // SAFETY: reading a constant exported by rsmpi's shim.
+        let comm = unsafe { ffi::RSMPI_COMM_WORLD };
+        let mut size: c_int = 0;
+        // SAFETY: a valid datatype and count of this description; valid out pointer.
+        if unsafe { ffi::MPI_Pack_size(self.count, self.dt.handle, comm, &mut size) } != 0 || size < 0 {
+            return false;
+        }
+        let mut packed = vec![0u8; size as usize];
+        let mut position: c_int = 0;
+        // SAFETY: `ptr`, `count` and the datatype describe live, initialised memory (a view's elements); the
+        // output buffer holds the `MPI_Pack_size` bytes MPI asked for.
+        let rc = unsafe {
+            ffi::MPI_Pack(
+                self.ptr,
+                self.count,
+                self.dt.handle,
+                packed.as_mut_ptr().cast(),
+                size,
+                &mut position,
+                comm,
+            )
+        };
+        if rc != 0 || (position as usize) < out.len() {
+            return false;
+        }
+        out.copy_from_slice(&packed[..out.len()]);
+        true
     }
 
     /// Describes a read-only view.

@@ -349,6 +349,29 @@ fn cross_family_mistakes(comm: &Comm) -> spmd::Result<()> {
             "irecv_buf_into of an object: {e}"
         );
     }
+    for n in [1usize, 1 << 20] {
+        // The same into a strided view (a column), whose first bytes are not one run in memory: the object is
+        // still recognised, and its out-of-band part taken and discarded (else its sender's wait never ends).
+        let obj = vec![1.25f64; n];
+        let mut a = Array2::<f64>::zeros((200, 2));
+        let w = comm.isend_obj(right, 46, &obj)?;
+        let got = comm.recv_buf_into(left, 46, &mut a.slice_mut(s![.., 0]));
+        w.wait()?;
+        check!(
+            comm,
+            matches!(&got, Err(e) if e.kind() == ErrorKind::WrongFamily),
+            "recv_buf_into a column, of an object: {got:?}"
+        );
+        let w = comm.isend_obj(right, 47, &obj)?;
+        let mut col = a.slice_mut(s![.., 1]);
+        let got = scope(|s| comm.irecv_buf_into(s, left, 47, &mut col)?.wait());
+        w.wait()?;
+        check!(
+            comm,
+            matches!(&got, Err(e) if e.kind() == ErrorKind::WrongFamily),
+            "irecv_buf_into a column, of an object: {got:?}"
+        );
+    }
     // Nothing left over: the next messages arrive as sent.
     let (v, _): (String, _) = comm.sendrecv_obj(right, 45, &"after".to_string(), left, 45)?;
     check!(comm, v == "after", "after the mistakes");
