@@ -264,7 +264,10 @@ impl<'u> Comm<'u> {
     /// In every buffer collective made through the returned handle, all ranks must pass sizes that agree as MPI
     /// requires (the same count to a broadcast, the root's blocks matching the others' buffers, varcount counts
     /// matching what each rank sends); and every message a buffer receive of the handle gets must fit its buffer.
-    /// Otherwise MPI may write past a buffer.
+    /// Otherwise MPI may write past a buffer. (Not memory safety, but worth knowing: such a receive takes an object
+    /// message that fits as bytes, leaving the object's out-of-band parts to later receives; and the collectives
+    /// of this handle are blocking MPI calls that do not advance pending non-blocking receives, see
+    /// [`crate::request`].)
     #[allow(unsafe_code)] // an `unsafe fn` states a contract; it performs no unsafe operation itself
     pub unsafe fn unchecked(&self) -> Comm<'u> {
         self.agreed()
@@ -288,6 +291,11 @@ impl<'u> Comm<'u> {
 
     /// A handle that worker threads can use to communicate, when MPI runs at `MPI_THREAD_MULTIPLE`; each thread
     /// calls [`SharedComm::comm`] to get its own `Comm`.
+    ///
+    /// MPI does not order the messages of different threads. An object travels as a header and its out-of-band
+    /// arrays, so two threads that send objects to one rank with one tag at the same time, or receive objects
+    /// from one rank with one tag at the same time, can mix the parts of their objects: give each thread its own
+    /// tags (or peers), as below.
     ///
     /// ```no_run
     /// use spmd::ThreadLevel;

@@ -39,7 +39,11 @@
 //! also advances them, so the usual patterns (post receives, send, reduce, wait) cannot deadlock. During long
 //! computations without spmd calls, call [`Completion::test`] now and then to keep messages moving (Open MPI
 //! makes no progress outside MPI calls). Pending receives are matched in the order they were started, as MPI
-//! promises. While a message of 16 bytes or more is still arriving, later receives that could match its source
+//! promises. Two kinds of blocking calls are bare MPI calls that do not advance them, so that C or mpi4py peers
+//! can match them: the collectives of an unchecked handle ([`crate::Comm::unchecked`]) and the creation of
+//! communicators (`dup`, `split`, Cartesian grids). Before these, complete the receives a peer may be blocked
+//! sending to (as a large blocking send waits for its receive), or that peer and this rank wait for each other.
+//! While a message of 16 bytes or more is still arriving, later receives that could match its source
 //! and tag wait for it to be in before they look for their own: it may be an object sent by mistake, whose
 //! out-of-band parts follow and must be discarded with it, not given to them. Over shared memory this is not
 //! measurable; over a network, large receives from one source and tag (or `ANY_SOURCE`) arrive one at a time.
