@@ -563,12 +563,22 @@ impl<'u> Comm<'u> {
         let Some((s, t)) = self.match_args("iprobe", source.into(), tag.into())? else {
             return Ok(Some(Status::null()));
         };
-        crate::request::engine::progress();
-        self.inner
-            .raw
-            .iprobe(s, t)
-            .map(|o| o.map(Status::from_raw))
-            .map_err(|c| c.error("iprobe"))
+        let raw = &self.inner.raw;
+        let found = if crate::request::engine::busy() {
+            // As if pending receives were posted: a message they will take first, or a part of an object being
+            // received, is not shown.
+            crate::request::engine::progress_then(
+                &self.inner,
+                s,
+                t,
+                |held| {
+                    if held { Ok(None) } else { raw.iprobe(s, t) }
+                },
+            )
+        } else {
+            raw.iprobe(s, t)
+        };
+        found.map(|o| o.map(Status::from_raw)).map_err(|c| c.error("iprobe"))
     }
 }
 

@@ -578,6 +578,31 @@ fn parts_while_header_arrives(comm: &Comm) -> spmd::Result<()> {
             );
         }
     }
+    // A probe while the object's header arrives shows the later buffer (8 bytes), not the object's part (4).
+    for round in 0..10u32 {
+        if r == 0 {
+            let obj = Framed {
+                head: vec![7u8; head_len],
+                tail: Oob::new(vec![2 * round + 1]),
+            };
+            comm.isend_obj(1, 5, &obj)?.wait()?;
+            comm.send_buf(1, 5, &[2 * round + 2; 2])?;
+        } else {
+            let o = comm.irecv_obj::<Framed>(0, 5)?;
+            let st = comm.probe(0, 5)?;
+            let mut b = vec![0u32; st.bytes() / 4];
+            comm.recv_buf_into(0, 5, &mut b)?;
+            let (v, _) = o.wait()?;
+            check!(
+                comm,
+                st.bytes() == 8 && b == [2 * round + 2; 2] && v.tail[..] == [2 * round + 1],
+                "round {round}: probe saw {} bytes (want 8), then got {b:?} (want [{}; 2]); the object's part {:?}",
+                st.bytes(),
+                2 * round + 2,
+                &v.tail[..]
+            );
+        }
+    }
     // The same when a buffer receive takes the object by mistake: it reports the mistake and discards the
     // object's part, and the later receive still gets the later buffer.
     for round in 0..10u32 {
