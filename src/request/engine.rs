@@ -192,8 +192,10 @@ pub(crate) fn busy() -> bool {
     ACTIVE.load(Ordering::Relaxed) != 0 || crate::runtime::watch::on()
 }
 
+/// Identifies the MPI communicator (not the spmd handle: two handles may wrap one communicator, e.g. through
+/// `Comm::from_raw`, and their receives must still match in order and respect each other's holds).
 fn comm_key(c: &CommInner) -> usize {
-    c as *const CommInner as usize
+    c.raw.key()
 }
 
 /// Whether a receive for (`source`, `tag`) could match a message of (`s`, `t`).

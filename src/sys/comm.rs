@@ -23,6 +23,12 @@ unsafe impl Send for RawComm {}
 unsafe impl Sync for RawComm {}
 
 impl RawComm {
+    /// The handle as a number that identifies the communicator while it exists (a pointer for Open MPI, an
+    /// integer for MPICH).
+    pub(crate) fn key(&self) -> usize {
+        self.handle.0 as usize
+    }
+
     /// `MPI_COMM_WORLD` itself.
     pub(crate) fn world() -> RawComm {
         RawComm {

@@ -380,6 +380,18 @@ pub const fn special(name: &'static str, run: fn(&Comm) -> spmd::Result<()>) -> 
 
 static CURRENT: Mutex<String> = Mutex::new(String::new());
 
+/// The child's universe while its cases run (for cases that wrap handles with `Comm::from_raw`).
+static UNIVERSE: std::sync::atomic::AtomicPtr<spmd::Universe> = std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
+
+/// The universe of the running child rank (only inside a case, on the thread that runs cases).
+pub fn universe() -> &'static spmd::Universe {
+    let u = UNIVERSE.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(!u.is_null(), "no universe: not inside a case");
+    // SAFETY: set by `child` to its universe, which lives until the child exits after its cases; cases run on
+    // the thread that owns it.
+    unsafe { &*u }
+}
+
 fn variants(c: &Case) -> &'static [&'static str] {
     match c.comms {
         Comms::World => &["world"],
@@ -401,6 +413,10 @@ fn child(cases: &[Case]) -> ! {
             std::process::exit(3);
         }
     };
+    UNIVERSE.store(
+        &universe as *const spmd::Universe as *mut spmd::Universe,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let world = universe.world();
     // Name the case and communicator when a rank panics; spmd's hook then ends the job.
     let spmd_hook = std::panic::take_hook();
@@ -442,6 +458,7 @@ fn child(cases: &[Case]) -> ! {
     drop(split);
     drop(dup);
     drop(world);
+    UNIVERSE.store(std::ptr::null_mut(), std::sync::atomic::Ordering::Relaxed);
     drop(universe);
     std::process::exit(0)
 }

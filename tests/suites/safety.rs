@@ -603,6 +603,33 @@ fn parts_while_header_arrives(comm: &Comm) -> spmd::Result<()> {
             );
         }
     }
+    // The same when the later receive is made on another handle of the same communicator (`Comm::from_raw`):
+    // a blocking one, which must wait for the object's part to be taken as well.
+    // SAFETY: `comm`'s handle stays valid while `alias` is used (within this function).
+    let alias = unsafe { Comm::from_raw(crate::common::universe(), comm.as_raw()) }?;
+    for round in 0..10u32 {
+        if r == 0 {
+            let obj = Framed {
+                head: vec![7u8; head_len],
+                tail: Oob::new(vec![2 * round + 1]),
+            };
+            comm.isend_obj(1, 5, &obj)?.wait()?;
+            comm.send_buf(1, 5, &[2 * round + 2])?;
+        } else {
+            let o = comm.irecv_obj::<Framed>(0, 5)?;
+            let mut b = [0u32; 1];
+            alias.recv_buf_into(0, 5, &mut b)?;
+            let (v, _) = o.wait()?;
+            check!(
+                comm,
+                b[0] == 2 * round + 2 && v.tail[..] == [2 * round + 1],
+                "round {round}: on another handle the later buffer is {} (want {}), the object's part {:?}",
+                b[0],
+                2 * round + 2,
+                &v.tail[..]
+            );
+        }
+    }
     // The same when a buffer receive takes the object by mistake: it reports the mistake and discards the
     // object's part, and the later receive still gets the later buffer.
     for round in 0..10u32 {
