@@ -567,14 +567,10 @@ impl<'u> Comm<'u> {
         let found = if crate::request::engine::busy() {
             // As if pending receives were posted: a message they will take first, or a part of an object being
             // received, is not shown.
-            crate::request::engine::progress_then(
-                &self.inner,
-                s,
-                t,
-                |held| {
-                    if held { Ok(None) } else { raw.iprobe(s, t) }
-                },
-            )
+            crate::request::engine::progress_then(&self.inner, s, t, |pattern| match pattern {
+                Some((ps, pt)) => raw.iprobe(ps, pt),
+                None => Ok(None),
+            })
         } else {
             raw.iprobe(s, t)
         };

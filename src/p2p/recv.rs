@@ -22,12 +22,10 @@ pub(crate) fn probe_message(inner: &CommInner, op: &str, s: i32, t: i32) -> Resu
     let _loop = crate::runtime::watch::wait_loop();
     let mut spins = 0u32;
     loop {
-        let found = engine::progress_then(
-            inner,
-            s,
-            t,
-            |held| if held { Ok(None) } else { inner.raw.improbe(s, t) },
-        );
+        let found = engine::progress_then(inner, s, t, |pattern| match pattern {
+            Some((ps, pt)) => inner.raw.improbe(ps, pt),
+            None => Ok(None),
+        });
         if let Some(m) = found.map_err(|c| c.error(op))? {
             return Ok(m);
         }

@@ -7,7 +7,10 @@
 //! that calls [`progress`] while receives are pending, so the usual patterns (post receives, send, reduce, wait)
 //! cannot deadlock. With no pending receive, blocking calls are the bare MPI calls.
 //!
-//! Entries are matched in the order they were started, as MPI matches posted receives. An object message of
+//! Entries are matched in the order they were started, as MPI matches posted receives: a message goes to the
+//! earliest receive it matches. A receive whose pattern meets that of an earlier one still waiting (wildcards)
+//! first looks at the first message it matches (`MPI_Iprobe`) and takes that very message, by its source and tag,
+//! only if no earlier waiting receive matches it. An object message of
 //! several parts holds its (communicator, source, tag) until all parts are in, so no other receive can take a
 //! part of it; so does any message of object size still arriving into a buffer receive (an object sent to it by
 //! mistake is only recognised once its bytes are in, and its parts are then received and discarded). While all
@@ -209,6 +212,28 @@ fn patterns_meet(s1: i32, t1: i32, s2: i32, t2: i32) -> bool {
     (s1 == s2 || s1 == a || s2 == a) && (t1 == t2 || t1 == b || t2 == b)
 }
 
+/// For a receive whose pattern meets that of an earlier receive still waiting (`waiting`) or a held (source, tag)
+/// (`held`): the envelope of the first message it matches, if that message is its to take (no earlier waiting
+/// receive matches it and it is not held). A probe for that concrete envelope then finds that very message (the
+/// first from its source with its tag). `None` when every message it could match would go first to an earlier
+/// receive (no probe is made), or when there is none yet.
+fn first_free(e: &Entry, held: &[Key], waiting: &[Key], comm: usize) -> Option<(i32, i32)> {
+    let (source, tag) = (e.source, e.tag);
+    let (a, b) = (any_source(), any_tag());
+    let covered = waiting
+        .iter()
+        .any(|&(c, s, t)| c == comm && (s == a || s == source) && (t == b || t == tag))
+        || held.iter().any(|&(c, s, t)| c == comm && s == source && t == tag);
+    if covered {
+        return None;
+    }
+    let st = e.comm.raw.iprobe(source, tag).ok()??;
+    let taken_first = waiting
+        .iter()
+        .any(|&(c, s, t)| c == comm && overlaps(s, t, st.source, st.tag));
+    (!taken_first && !is_held(held, comm, st.source, st.tag)).then_some((st.source, st.tag))
+}
+
 /// Whether a receive started earlier, still waiting for its message, could take a message a receive for
 /// (`source`, `tag`) on `comm` would take: then the later one must not probe yet (MPI gives a message to the
 /// earliest matching receive).
@@ -259,15 +284,32 @@ pub(crate) fn progress() {
 /// Advances every pending receive, then runs `f` under the same lock (a blocking receive probing for its own
 /// message after the receives started before it had their chance, as MPI's matching order requires). `f` learns
 /// whether its (communicator, source, tag) is held by a message being received in parts.
-pub(crate) fn progress_then<R>(comm: &CommInner, source: i32, tag: i32, f: impl FnOnce(bool) -> R) -> R {
+pub(crate) fn progress_then<R>(comm: &CommInner, source: i32, tag: i32, f: impl FnOnce(Option<(i32, i32)>) -> R) -> R {
     let mut reg = registry();
     progress_locked(&mut reg);
     let key = comm_key(comm);
-    let waits = reg.entries.iter().any(|e| {
-        matches!(e.state, State::Probing) && comm_key(&e.comm) == key && patterns_meet(e.source, e.tag, source, tag)
-    });
-    let held = waits || is_busy_key(&reg, key, source, tag);
-    f(held)
+    let waits = |s: i32, t: i32, meet: fn(i32, i32, i32, i32) -> bool| {
+        reg.entries
+            .iter()
+            .any(|e| matches!(e.state, State::Probing) && comm_key(&e.comm) == key && meet(e.source, e.tag, s, t))
+    };
+    if !waits(source, tag, patterns_meet) && !is_busy_key(&reg, key, source, tag) {
+        return f(Some((source, tag)));
+    }
+    // As for a pending receive (`first_free`): the first message it matches is its own if no earlier receive
+    // still waiting matches it and it is not held.
+    let covered = |es: i32, et: i32, s: i32, t: i32| (es == any_source() || es == s) && (et == any_tag() || et == t);
+    if waits(source, tag, covered) {
+        return f(None);
+    }
+    let free = match comm.raw.iprobe(source, tag) {
+        Ok(Some(st)) => (!waits(st.source, st.tag, overlaps) && !is_busy_key(&reg, key, st.source, st.tag))
+            .then_some((st.source, st.tag)),
+        Ok(None) => None,
+        // Let the caller's own probe report it.
+        Err(_) => Some((source, tag)),
+    };
+    f(free)
 }
 
 /// Whether a probe for (`source`, `tag`) on the communicator `key` must wait: its messages are held by a blocking
@@ -363,16 +405,24 @@ fn progress_locked(reg: &mut Registry) {
         let key = comm_key(&e.comm);
         let pattern = (key, e.source, e.tag);
         // (Patterns are recorded once each: receives tend to share a few, so these lists stay short.)
+        let mut probe_as = (e.source, e.tag);
         if probing && (is_held(keys, key, e.source, e.tag) || earlier_waits(waiting, key, e.source, e.tag)) {
             if uniform {
                 break;
             }
-            if !waiting.contains(&pattern) {
-                waiting.push(pattern);
+            // MPI gives a message to the earliest receive it matches: this one may still take the first message
+            // it matches if no earlier receive still waiting could take it and it is not a held part.
+            match first_free(e, keys, waiting, key) {
+                Some(envelope) => probe_as = envelope,
+                None => {
+                    if !waiting.contains(&pattern) {
+                        waiting.push(pattern);
+                    }
+                    continue;
+                }
             }
-            continue;
         }
-        advance(e);
+        advance_as(e, probe_as);
         match &e.state {
             State::Parts { status, .. } => {
                 keys.push((key, status.source, status.tag));
@@ -402,10 +452,16 @@ fn progress_locked(reg: &mut Registry) {
 
 /// One step of an entry.
 fn advance(e: &mut Entry) {
+    advance_as(e, (e.source, e.tag));
+}
+
+/// One step of an entry; a probing one probes for (`source`, `tag`): its own pattern, or the concrete envelope
+/// of a message [`first_free`] found for it.
+fn advance_as(e: &mut Entry, (source, tag): (i32, i32)) {
     // The frequent cases that change nothing, decided in place.
     match &mut e.state {
         State::Done(_) => return,
-        State::Probing => match e.comm.raw.improbe(e.source, e.tag) {
+        State::Probing => match e.comm.raw.improbe(source, tag) {
             Ok(None) => return,
             Ok(Some((msg, st))) => {
                 e.state = matched(e, msg, st).unwrap_or_else(|err| State::Done(Err(err)));

@@ -779,6 +779,49 @@ fn deadlock_free_patterns(comm: &Comm) -> spmd::Result<()> {
     Ok(())
 }
 
+/// A receive whose pattern meets that of an earlier one still waiting takes a message only the later one
+/// matches, as a posted receive would: rank 0 waits for rank 1's message on (ANY_SOURCE, 7) while its receive
+/// from rank 2 (any tag) waits for a message rank 2 sends only after hearing from rank 0.
+fn wildcards_past_a_waiting_receive(comm: &Comm) -> spmd::Result<()> {
+    let r = comm.rank();
+    if comm.size() < 3 || r > 2 {
+        return Ok(());
+    }
+    for blocking in [false, true] {
+        match r {
+            0 => {
+                let a = comm.irecv_obj::<String>(2, spmd::ANY_TAG)?;
+                let (got, st) = if blocking {
+                    comm.recv_obj::<String>(spmd::ANY_SOURCE, 7)?
+                } else {
+                    comm.irecv_obj::<String>(spmd::ANY_SOURCE, 7)?.wait()?
+                };
+                check!(
+                    comm,
+                    got == "from 1" && st.source() == 1,
+                    "(ANY_SOURCE, 7) got {got:?} from {} (blocking {blocking})",
+                    st.source()
+                );
+                comm.send_obj(2, 0, &"go".to_string())?;
+                let (got, st) = a.wait()?;
+                check!(
+                    comm,
+                    got == "from 2" && st.tag() == 3,
+                    "(2, ANY_TAG) got {got:?} tag {}",
+                    st.tag()
+                );
+            }
+            1 => comm.send_obj(0, 7, &"from 1".to_string())?,
+            _ => {
+                let (go, _) = comm.recv_obj::<String>(0, 0)?;
+                check!(comm, go == "go", "rank 2 got {go:?}");
+                comm.send_obj(0, 3, &"from 2".to_string())?;
+            }
+        }
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Collectives
 // ---------------------------------------------------------------------------------------------------------------
@@ -1426,6 +1469,7 @@ pub const CASES: &[Case] = &[
     case("request_semantics", request_semantics),
     case("unchecked_receives", unchecked_receives),
     case("deadlock_free_patterns", deadlock_free_patterns),
+    case("wildcards_past_a_waiting_receive", wildcards_past_a_waiting_receive),
     case("coll_obj_every_root", coll_obj_every_root),
     case("coll_buf_every_root", coll_buf_every_root),
     case("coll_reductions", coll_reductions),
