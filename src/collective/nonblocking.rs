@@ -55,8 +55,17 @@ impl<T> CollRequest<'_, T> {
         }
     }
 
-    /// Advances as far as completed MPI requests allow.
+    /// Advances as far as completed MPI requests allow. After an error the operation is over (later steps would
+    /// work on what the failed one left).
     fn advance(&mut self, block: bool) -> Result<bool> {
+        let r = self.advance_steps(block);
+        if r.is_err() {
+            self.step = Step::Taken;
+        }
+        r
+    }
+
+    fn advance_steps(&mut self, block: bool) -> Result<bool> {
         loop {
             match &mut self.step {
                 Step::Wait { req, .. } => {
@@ -94,11 +103,13 @@ impl<T> Drop for CollRequest<'_, T> {
     /// Finishes the collective: every rank must make each of its steps, and a bare `MPI_Wait` on the current one
     /// would neither start the next steps nor keep this rank's pending receives moving. Errors go with it.
     fn drop(&mut self) {
-        while matches!(self.step, Step::Wait { .. }) {
-            match self.advance(!engine::busy()) {
-                Ok(false) => engine::progress(),
-                Ok(true) | Err(_) => return,
-            }
+        if !matches!(self.step, Step::Wait { .. }) {
+            return;
+        }
+        let _loop = crate::runtime::watch::wait_loop();
+        while let Ok(false) = self.advance(!engine::busy()) {
+            crate::runtime::watch::waiting("collective (dropped)");
+            engine::progress();
         }
     }
 }

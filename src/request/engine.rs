@@ -28,7 +28,7 @@ use crate::codec;
 use crate::comm::CommInner;
 use crate::error::{Error, ErrorKind, Result};
 use crate::p2p::{Status, wrong_family_for_buffer};
-use crate::sys::{Desc, RawMessage, RawRequest, RawStatus, any_source, any_tag};
+use crate::sys::{Desc, RawMessage, RawRequest, RawResult, RawStatus, any_source, any_tag};
 
 /// Identifies a pending receive.
 pub(crate) type Id = u64;
@@ -217,7 +217,7 @@ fn patterns_meet(s1: i32, t1: i32, s2: i32, t2: i32) -> bool {
 /// receive matches it and it is not held). A probe for that concrete envelope then finds that very message (the
 /// first from its source with its tag). `None` when every message it could match would go first to an earlier
 /// receive (no probe is made), or when there is none yet.
-fn first_free(e: &Entry, held: &[Key], waiting: &[Key], comm: usize) -> Option<(i32, i32)> {
+fn first_free(e: &Entry, held: &[Key], waiting: &[Key], comm: usize) -> RawResult<Option<(i32, i32)>> {
     let (source, tag) = (e.source, e.tag);
     let (a, b) = (any_source(), any_tag());
     let covered = waiting
@@ -225,13 +225,15 @@ fn first_free(e: &Entry, held: &[Key], waiting: &[Key], comm: usize) -> Option<(
         .any(|&(c, s, t)| c == comm && (s == a || s == source) && (t == b || t == tag))
         || held.iter().any(|&(c, s, t)| c == comm && s == source && t == tag);
     if covered {
-        return None;
+        return Ok(None);
     }
-    let st = e.comm.raw.iprobe(source, tag).ok()??;
+    let Some(st) = e.comm.raw.iprobe(source, tag)? else {
+        return Ok(None);
+    };
     let taken_first = waiting
         .iter()
         .any(|&(c, s, t)| c == comm && overlaps(s, t, st.source, st.tag));
-    (!taken_first && !is_held(held, comm, st.source, st.tag)).then_some((st.source, st.tag))
+    Ok((!taken_first && !is_held(held, comm, st.source, st.tag)).then_some((st.source, st.tag)))
 }
 
 /// Whether a receive started earlier, still waiting for its message, could take a message a receive for
@@ -413,12 +415,16 @@ fn progress_locked(reg: &mut Registry) {
             // MPI gives a message to the earliest receive it matches: this one may still take the first message
             // it matches if no earlier receive still waiting could take it and it is not a held part.
             match first_free(e, keys, waiting, key) {
-                Some(envelope) => probe_as = envelope,
-                None => {
+                Ok(Some(envelope)) => probe_as = envelope,
+                Ok(None) => {
                     if !waiting.contains(&pattern) {
                         waiting.push(pattern);
                     }
                     continue;
+                }
+                Err(c) => {
+                    e.state = State::Done(Err(c.error(e.op)));
+                    finish(e);
                 }
             }
         }

@@ -51,7 +51,9 @@ impl Completion for SendRequest<'_> {
     #[track_caller]
     fn wait(mut self) -> Result<()> {
         let _wait = crate::runtime::watch::enter("wait (isend_obj)", 0, 0);
-        for r in std::mem::take(&mut self.reqs) {
+        // One at a time from the front: after an error the others stay, and the drop waits for them.
+        while !self.reqs.is_empty() {
+            let r = self.reqs.remove(0);
             wait_raw(r, self.op)?;
         }
         codec::recycle_send(std::mem::take(&mut self.bytes));

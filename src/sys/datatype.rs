@@ -231,6 +231,42 @@ pub(crate) struct Desc {
     pub(crate) bytes: usize,
     /// Whether those bytes lie contiguously from `ptr` with no padding (numbers, bytes).
     packed: bool,
+    /// When not packed: where the first elements lie, to read the first bytes MPI sends without packing them all.
+    head: Option<Box<Head>>,
+}
+
+/// The first elements of a description that is not one packed run: their datatype and byte offsets from `ptr`,
+/// in the order MPI sends them.
+struct Head {
+    elem: ffi::MPI_Datatype,
+    offsets: Vec<isize>,
+}
+
+/// How many leading elements [`Head`] records: enough for the 16-byte prefix of an object message.
+const HEAD_ELEMS: usize = 16;
+
+/// Byte offsets of the first `HEAD_ELEMS` elements of a layout, in MPI's (row-major) order.
+fn head_offsets(len: usize, elem_size: usize, layout: &Layout) -> Vec<isize> {
+    let k = len.min(HEAD_ELEMS);
+    match layout {
+        Layout::Contiguous => (0..k).map(|i| (i * elem_size) as isize).collect(),
+        Layout::Strided { shape, strides } => {
+            let mut idx = vec![0usize; shape.len()];
+            let mut out = Vec::with_capacity(k);
+            for _ in 0..k {
+                let elems: isize = idx.iter().zip(strides).map(|(&i, &st)| i as isize * st).sum();
+                out.push(elems * elem_size as isize);
+                for d in (0..shape.len()).rev() {
+                    idx[d] += 1;
+                    if idx[d] < shape[d] {
+                        break;
+                    }
+                    idx[d] = 0;
+                }
+            }
+            out
+        }
+    }
 }
 
 // SAFETY: the description is a plain address plus datatype; whoever holds it across threads (the receive
@@ -249,6 +285,7 @@ impl Desc {
                 dt: Dt::borrowed(elem.datatype),
                 bytes: len * elem.size,
                 packed: true,
+                head: None,
             });
         }
         Desc::new_general(ptr, len, elem, layout)
@@ -273,12 +310,19 @@ impl Desc {
             Layout::Strided { shape, strides } => (1, strided(shape, strides, e.handle, elem.size)?),
         };
         let packed = matches!(layout, Layout::Contiguous) && e.mpi_size == elem.size;
+        let head = (!packed).then(|| {
+            Box::new(Head {
+                elem: e.handle,
+                offsets: head_offsets(len, elem.size, layout),
+            })
+        });
         Ok(Desc {
             ptr,
             count,
             dt,
             bytes,
             packed,
+            head,
         })
     }
 
@@ -307,8 +351,8 @@ impl Desc {
     }
 
     /// Fills `out` with the first bytes of the described memory as MPI sends it: straight from memory for one
-    /// packed run, else through `MPI_Pack` (strided views, padded element types). `false` if the description
-    /// holds fewer bytes (or, not packed, more than an `int` of bytes, which `MPI_Pack` cannot count).
+    /// packed run, else by packing its first elements (strided views, padded element types) with `MPI_Pack`.
+    /// `false` if the description holds fewer bytes.
     fn read_head(&self, out: &mut [u8]) -> bool {
         if self.bytes < out.len() {
             return false;
@@ -320,29 +364,41 @@ impl Desc {
             out.copy_from_slice(head);
             return true;
         }
+        let Some(h) = &self.head else {
+            return false;
+        };
         // SAFETY: reading a constant exported by rsmpi's shim.
         let comm = unsafe { ffi::RSMPI_COMM_WORLD };
-        let mut size: c_int = 0;
-        // SAFETY: a valid datatype and count of this description; valid out pointer.
-        if unsafe { ffi::MPI_Pack_size(self.count, self.dt.handle, comm, &mut size) } != 0 || size < 0 {
+        let mut one: c_int = 0;
+        // SAFETY: a valid element datatype; valid out pointer.
+        if unsafe { ffi::MPI_Pack_size(1, h.elem, comm, &mut one) } != 0 || one <= 0 {
             return false;
         }
-        let mut packed = vec![0u8; size as usize];
+        let mut packed = vec![0u8; one as usize * h.offsets.len()];
         let mut position: c_int = 0;
-        // SAFETY: `ptr`, `count` and the datatype describe live, initialised memory (a view's elements); the
-        // output buffer holds the `MPI_Pack_size` bytes MPI asked for.
-        let rc = unsafe {
-            ffi::MPI_Pack(
-                self.ptr,
-                self.count,
-                self.dt.handle,
-                packed.as_mut_ptr().cast(),
-                size,
-                &mut position,
-                comm,
-            )
-        };
-        if rc != 0 || (position as usize) < out.len() {
+        for &off in &h.offsets {
+            if position as usize >= out.len() {
+                break;
+            }
+            // SAFETY: `off` is the byte offset of one of the described elements from `ptr` (computed from the
+            // view's shape and strides when the description was made), so it addresses a live, initialised element
+            // of the elem type; the output holds `MPI_Pack_size` bytes per recorded element.
+            let rc = unsafe {
+                ffi::MPI_Pack(
+                    self.ptr.cast::<u8>().wrapping_offset(off).cast(),
+                    1,
+                    h.elem,
+                    packed.as_mut_ptr().cast(),
+                    packed.len() as c_int,
+                    &mut position,
+                    comm,
+                )
+            };
+            if rc != 0 {
+                return false;
+            }
+        }
+        if (position as usize) < out.len() {
             return false;
         }
         out.copy_from_slice(&packed[..out.len()]);
