@@ -21,7 +21,7 @@ use crate::request::{self, Completion, Request, Scope, engine, poll};
 use crate::runtime::Universe;
 use crate::sys::coll::{BlockKind, ScanKind, VArgs, VKind, int_layout};
 use crate::sys::datatype::VBase;
-use crate::sys::{Desc, RawRequest};
+use crate::sys::{Desc, RawRequest, RawStatus};
 
 /// What comes after a step completes.
 type Then<T> = Box<dyn FnOnce() -> Result<Step<T>>>;
@@ -203,7 +203,7 @@ impl<'u> Comm<'u> {
             .bcast(&d, root as i32, true)
             .map_err(|c| c.error(op))?
             .expect("non-blocking");
-        Ok(scope.add_raw(req, Some(Box::new(d)), op, crate::sys::RawStatus::empty()))
+        Ok(scope.add_raw(req, Some(Box::new(d)), op, RawStatus::empty()))
     }
 
     /// Starts an all-reduce of buffers borrowed for the scope (`MPI_Iallreduce`; at most `i32::MAX` elements).
@@ -259,7 +259,7 @@ impl<'u> Comm<'u> {
             .allreduce_like(ScanKind::All, Some(&sd), &rd, op.raw(), true)
             .map_err(|c| c.error(name))?
             .expect("non-blocking");
-        Ok(scope.add_raw(req, Some(Box::new((sd, rd))), name, crate::sys::RawStatus::empty()))
+        Ok(scope.add_raw(req, Some(Box::new((sd, rd))), name, RawStatus::empty()))
     }
 
     /// Starts a gather of buffers borrowed for the scope (`MPI_Igather`, see [`Comm::gather_buf`]).
@@ -324,7 +324,7 @@ impl<'u> Comm<'u> {
             .blocks(BlockKind::Gather, Some(&sd), rd.as_ref(), root as i32, true)
             .map_err(|c| c.error(op))?
             .expect("non-blocking");
-        Ok(scope.add_raw(req, Some(Box::new((sd, rd))), op, crate::sys::RawStatus::empty()))
+        Ok(scope.add_raw(req, Some(Box::new((sd, rd))), op, RawStatus::empty()))
     }
 
     /// Starts broadcasting a value from `root` (the root passes `Some(&value)`); completes with the value on every

@@ -8,7 +8,7 @@ use ndarray::{Array, ArrayView, ArrayViewMut, Axis, Dimension, IntoDimension, Sl
 use super::Partition;
 use crate::buffer::Data;
 use crate::error::{ErrorKind, Result, fail};
-use crate::sys::datatype::BoxSel;
+use crate::sys::boxes::BoxSel;
 use crate::topo::Grid;
 
 /// Which ghost cells a halo exchange fills (PETSc's `DMDA_STENCIL_STAR` and `DMDA_STENCIL_BOX`).

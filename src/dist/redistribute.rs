@@ -11,8 +11,8 @@ use super::darray::{DArray, Ghost, block_of, dim_from};
 use crate::buffer::Data;
 use crate::comm::Comm;
 use crate::error::{ErrorKind, Result, fail};
+use crate::sys::boxes::BoxSel;
 use crate::sys::boxes::Side;
-use crate::sys::datatype::BoxSel;
 use crate::topo::Grid;
 
 /// Per rank, the global block it holds on one side of a move (`None`: nothing).

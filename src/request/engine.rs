@@ -28,7 +28,7 @@ use crate::codec;
 use crate::comm::CommInner;
 use crate::error::{Error, ErrorKind, Result};
 use crate::p2p::{Status, wrong_family_for_buffer};
-use crate::sys::{Desc, RawMessage, RawRequest, RawResult, RawStatus, any_source, any_tag};
+use crate::sys::{Desc, RawComm, RawMessage, RawRequest, RawResult, RawStatus, any_source, any_tag};
 
 /// Identifies a pending receive.
 pub(crate) type Id = u64;
@@ -43,6 +43,23 @@ pub(crate) enum Outcome {
         parts: VecDeque<Vec<u8>>,
         status: Status,
     },
+}
+
+impl Outcome {
+    /// The status of the message received.
+    pub(crate) fn status(&self) -> Status {
+        match self {
+            Outcome::Buf(status) | Outcome::Obj { status, .. } => *status,
+        }
+    }
+}
+
+/// The error of a receive cancelled before a message matched it.
+pub(crate) fn cancelled(op: &str) -> Error {
+    Error::new(
+        ErrorKind::Cancelled,
+        format!("{op}: cancelled before a message arrived"),
+    )
 }
 
 /// Where a receive puts its message.
@@ -212,28 +229,27 @@ fn patterns_meet(s1: i32, t1: i32, s2: i32, t2: i32) -> bool {
     (s1 == s2 || s1 == a || s2 == a) && (t1 == t2 || t1 == b || t2 == b)
 }
 
-/// For a receive whose pattern meets that of an earlier receive still waiting (`waiting`) or a held (source, tag)
-/// (`held`): the envelope of the first message it matches, if that message is its to take (no earlier waiting
-/// receive matches it and it is not held). A probe for that concrete envelope then finds that very message (the
-/// first from its source with its tag). `None` when every message it could match would go first to an earlier
-/// receive (no probe is made), or when there is none yet.
-fn first_free(e: &Entry, held: &[Key], waiting: &[Key], comm: usize) -> RawResult<Option<(i32, i32)>> {
-    let (source, tag) = (e.source, e.tag);
+/// For a receive for (`source`, `tag`) on `raw` whose pattern meets that of an earlier receive still waiting or
+/// a held (source, tag): the envelope of the first message it matches, if that message is its to take (no earlier
+/// waiting receive matches it and it is not held). A probe for that concrete envelope then finds that very message
+/// (the first from its source with its tag). `None` when every message it could match would go first to an
+/// earlier receive (no probe is made), or when there is none yet. `earlier(p)` tells whether some earlier receive
+/// still waiting has a pattern (s, t) with `p(s, t)`; `held(s, t)` whether messages of exactly (s, t) are held.
+fn first_free(
+    raw: &RawComm,
+    (source, tag): (i32, i32),
+    earlier: impl Fn(&dyn Fn(i32, i32) -> bool) -> bool,
+    held: impl Fn(i32, i32) -> bool,
+) -> RawResult<Option<(i32, i32)>> {
     let (a, b) = (any_source(), any_tag());
-    let covered = waiting
-        .iter()
-        .any(|&(c, s, t)| c == comm && (s == a || s == source) && (t == b || t == tag))
-        || held.iter().any(|&(c, s, t)| c == comm && s == source && t == tag);
-    if covered {
+    if earlier(&|s, t| (s == a || s == source) && (t == b || t == tag)) || held(source, tag) {
         return Ok(None);
     }
-    let Some(st) = e.comm.raw.iprobe(source, tag)? else {
+    let Some(st) = raw.iprobe(source, tag)? else {
         return Ok(None);
     };
-    let taken_first = waiting
-        .iter()
-        .any(|&(c, s, t)| c == comm && overlaps(s, t, st.source, st.tag));
-    Ok((!taken_first && !is_held(held, comm, st.source, st.tag)).then_some((st.source, st.tag)))
+    let taken_first = earlier(&|s, t| overlaps(s, t, st.source, st.tag));
+    Ok((!taken_first && !held(st.source, st.tag)).then_some((st.source, st.tag)))
 }
 
 /// Whether a receive started earlier, still waiting for its message, could take a message a receive for
@@ -283,35 +299,35 @@ pub(crate) fn progress() {
     }
 }
 
-/// Advances every pending receive, then runs `f` under the same lock (a blocking receive probing for its own
-/// message after the receives started before it had their chance, as MPI's matching order requires). `f` learns
-/// whether its (communicator, source, tag) is held by a message being received in parts.
+/// Advances every pending receive, then runs `f` under the same lock (a blocking receive or a probe looking for
+/// its own message after the receives started before it had their chance, as MPI's matching order requires). `f`
+/// gets the pattern to probe with: its own, the concrete envelope of the first message it matches when receives
+/// started before it still wait for messages of a pattern that meets its own (see [`first_free`]), or `None` when
+/// it must wait.
 pub(crate) fn progress_then<R>(comm: &CommInner, source: i32, tag: i32, f: impl FnOnce(Option<(i32, i32)>) -> R) -> R {
     let mut reg = registry();
     progress_locked(&mut reg);
     let key = comm_key(comm);
-    let waits = |s: i32, t: i32, meet: fn(i32, i32, i32, i32) -> bool| {
+    let earlier = |p: &dyn Fn(i32, i32) -> bool| {
         reg.entries
             .iter()
-            .any(|e| matches!(e.state, State::Probing) && comm_key(&e.comm) == key && meet(e.source, e.tag, s, t))
+            .any(|e| matches!(e.state, State::Probing) && comm_key(&e.comm) == key && p(e.source, e.tag))
     };
-    if !waits(source, tag, patterns_meet) && !is_busy_key(&reg, key, source, tag) {
+    if !earlier(&|s, t| patterns_meet(s, t, source, tag)) && !is_busy_key(&reg, key, source, tag) {
         return f(Some((source, tag)));
     }
-    // As for a pending receive (`first_free`): the first message it matches is its own if no earlier receive
-    // still waiting matches it and it is not held.
-    let covered = |es: i32, et: i32, s: i32, t: i32| (es == any_source() || es == s) && (et == any_tag() || et == t);
-    if waits(source, tag, covered) {
-        return f(None);
-    }
-    let free = match comm.raw.iprobe(source, tag) {
-        Ok(Some(st)) => (!waits(st.source, st.tag, overlaps) && !is_busy_key(&reg, key, st.source, st.tag))
-            .then_some((st.source, st.tag)),
-        Ok(None) => None,
-        // Let the caller's own probe report it.
-        Err(_) => Some((source, tag)),
+    let held = |s: i32, t: i32| {
+        reg.held.contains(&(key, s, t))
+            || reg
+                .entries
+                .iter()
+                .any(|e| comm_key(&e.comm) == key && holds(e) == Some((s, t)))
     };
-    f(free)
+    match first_free(&comm.raw, (source, tag), earlier, held) {
+        Ok(pattern) => f(pattern),
+        // Let the caller's own probe report it.
+        Err(_) => f(Some((source, tag))),
+    }
 }
 
 /// Whether a probe for (`source`, `tag`) on the communicator `key` must wait: its messages are held by a blocking
@@ -414,7 +430,13 @@ fn progress_locked(reg: &mut Registry) {
             }
             // MPI gives a message to the earliest receive it matches: this one may still take the first message
             // it matches if no earlier receive still waiting could take it and it is not a held part.
-            match first_free(e, keys, waiting, key) {
+            let found = first_free(
+                &e.comm.raw,
+                probe_as,
+                |p| waiting.iter().any(|&(c, s, t)| c == key && p(s, t)),
+                |s, t| keys.contains(&(key, s, t)),
+            );
+            match found {
                 Ok(Some(envelope)) => probe_as = envelope,
                 Ok(None) => {
                     if !waiting.contains(&pattern) {
@@ -741,10 +763,7 @@ pub(crate) fn cancel(id: Id) -> bool {
     if let Some(i) = reg.find(id)
         && matches!(reg.entries[i].state, State::Probing)
     {
-        reg.entries[i].state = State::Done(Err(Error::new(
-            ErrorKind::Cancelled,
-            format!("{}: cancelled before a message arrived", reg.entries[i].op),
-        )));
+        reg.entries[i].state = State::Done(Err(cancelled(reg.entries[i].op)));
         active_add(-1);
         reg.ahead += 1;
         reg.settle();

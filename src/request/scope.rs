@@ -217,10 +217,7 @@ impl poll::Poll for Request<'_> {
             if let Slot::Recv(id) = *slot
                 && let Some(outcome) = taker.take(id)
             {
-                *slot = Slot::Taken(outcome.map(|o| match o {
-                    engine::Outcome::Buf(st) => st,
-                    engine::Outcome::Obj { status, .. } => status,
-                }));
+                *slot = Slot::Taken(outcome.map(|o| o.status()));
             }
         }
     }
@@ -249,15 +246,9 @@ impl Completion for Request<'_> {
                 }
                 Ok(Status::from_raw(status))
             }
-            Slot::Recv(id) => match engine::wait(id)? {
-                engine::Outcome::Buf(st) => Ok(st),
-                engine::Outcome::Obj { status, .. } => Ok(status),
-            },
+            Slot::Recv(id) => engine::wait(id).map(|o| o.status()),
             Slot::Taken(r) => r,
-            Slot::Cancelled(op) => Err(crate::error::Error::new(
-                crate::ErrorKind::Cancelled,
-                format!("{op}: cancelled before a message arrived"),
-            )),
+            Slot::Cancelled(op) => Err(engine::cancelled(op)),
             Slot::Done => Ok(Status::null()),
         }
     }

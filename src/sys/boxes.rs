@@ -1,14 +1,15 @@
-//! Box exchanges between n-dimensional arrays: `MPI_Alltoallw` with one subarray datatype per peer, so that
-//! scatter, gather and redistribution of distributed arrays move elements straight between the arrays' storage,
-//! without packing.
+//! Boxes of n-dimensional arrays ([`BoxSel`], described to MPI as subarray datatypes, also by the parallel file
+//! I/O) and box exchanges between arrays: `MPI_Alltoallw` with one subarray datatype per peer, so that scatter,
+//! gather and redistribution of distributed arrays move elements straight between the arrays' storage, without
+//! packing.
 
 use std::ffi::{c_int, c_void};
 use std::mem::MaybeUninit;
 
 use mpi::ffi;
 
-use super::datatype::{BoxSel, Dt, shape_count, subarray};
-use super::{RawComm, RawOp, RawRequest, byte_type, rc};
+use super::datatype::{Dt, c_count, elem_type};
+use super::{RawComm, RawOp, RawRequest, RawResult, byte_type, rc};
 use crate::buffer::{Data, Elem};
 use crate::error::{Error, ErrorKind, Result};
 
@@ -185,4 +186,60 @@ impl RawComm {
         drop(keep);
         Ok(())
     }
+}
+
+/// A box inside an n-dimensional array in C order (last index fastest): first index and extent per dimension.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct BoxSel {
+    pub(crate) start: Vec<usize>,
+    pub(crate) len: Vec<usize>,
+}
+
+impl BoxSel {
+    /// The number of elements in the box (saturating; boxes inside real arrays never saturate).
+    pub(crate) fn count(&self) -> usize {
+        self.len.iter().fold(1usize, |a, &b| a.saturating_mul(b))
+    }
+}
+
+/// The number of elements of an array of `shape`, or `None` if it overflows `usize`.
+pub(crate) fn shape_count(shape: &[usize]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |a, &b| a.checked_mul(b))
+}
+
+/// `MPI_Type_create_subarray` (C order) describing `sel` inside an array of `shape` whose elements are `elem`,
+/// committed. Its extent is the whole array, so a count of one at the array's first element describes the box.
+///
+/// # Panics
+/// If the box has another number of dimensions than the array, is empty, or does not lie inside the array: every
+/// use relies on MPI touching only elements of the array.
+pub(crate) fn subarray(elem: &Elem, shape: &[usize], sel: &BoxSel) -> RawResult<Dt> {
+    assert!(!shape.is_empty(), "a subarray needs at least one dimension");
+    assert_eq!(shape.len(), sel.start.len(), "box and array dimensions differ");
+    assert_eq!(shape.len(), sel.len.len(), "box and array dimensions differ");
+    for d in 0..shape.len() {
+        let end = sel.start[d].checked_add(sel.len[d]).expect("box end overflows");
+        assert!(sel.len[d] > 0, "empty subarray box");
+        assert!(end <= shape[d], "box {sel:?} outside array of shape {shape:?}");
+    }
+    let ints = |v: &[usize]| -> RawResult<Vec<c_int>> { v.iter().map(|&x| c_count(x)).collect() };
+    let (sizes, subsizes, starts) = (ints(shape)?, ints(&sel.len)?, ints(&sel.start)?);
+    let ndims = c_count(shape.len())?;
+    let base = elem_type(elem)?.handle;
+    let mut t = MaybeUninit::<ffi::MPI_Datatype>::uninit();
+    // SAFETY: the three arrays hold `ndims` ints each, checked above to describe a non-empty box inside the array;
+    // the element type has extent `size_of::<T>()`; valid out pointer.
+    rc(unsafe {
+        ffi::MPI_Type_create_subarray(
+            ndims,
+            sizes.as_ptr(),
+            subsizes.as_ptr(),
+            starts.as_ptr(),
+            super::order_c(),
+            base,
+            t.as_mut_ptr(),
+        )
+    })?;
+    // SAFETY: initialised by the successful call.
+    Dt::commit_owned(unsafe { t.assume_init() })
 }

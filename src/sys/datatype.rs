@@ -35,7 +35,7 @@ impl Dt {
         Dt { handle, owned: true }
     }
 
-    fn commit_owned(mut handle: ffi::MPI_Datatype) -> RawResult<Dt> {
+    pub(super) fn commit_owned(mut handle: ffi::MPI_Datatype) -> RawResult<Dt> {
         // SAFETY: `handle` is a datatype this module just created and has not freed.
         rc(unsafe { ffi::MPI_Type_commit(&mut handle) })?;
         Ok(Dt { handle, owned: true })
@@ -55,8 +55,8 @@ impl Drop for Dt {
 
 /// Per element type: the datatype to use (resized when rsmpi's extent differs from `size_of`) and its MPI size.
 #[derive(Clone, Copy)]
-struct ElemType {
-    handle: ffi::MPI_Datatype,
+pub(super) struct ElemType {
+    pub(super) handle: ffi::MPI_Datatype,
     mpi_size: usize,
 }
 
@@ -66,7 +66,7 @@ unsafe impl Send for ElemType {}
 static ELEM_TYPES: Mutex<Option<HashMap<std::any::TypeId, ElemType>>> = Mutex::new(None);
 
 /// The MPI datatype for one element of `elem` whose extent is exactly `size_of::<T>()`, and its MPI size.
-fn elem_type(elem: &Elem) -> RawResult<ElemType> {
+pub(super) fn elem_type(elem: &Elem) -> RawResult<ElemType> {
     if elem.predefined {
         return Ok(ElemType {
             handle: elem.datatype,
@@ -115,7 +115,7 @@ pub(crate) fn elem_mpi_size(elem: &Elem) -> RawResult<usize> {
     Ok(elem_type(elem)?.mpi_size)
 }
 
-fn c_count(n: usize) -> RawResult<c_int> {
+pub(super) fn c_count(n: usize) -> RawResult<c_int> {
     c_int::try_from(n).map_err(|_| super::Code(ffi::MPI_ERR_COUNT as c_int))
 }
 
@@ -231,7 +231,8 @@ pub(crate) struct Desc {
     pub(crate) bytes: usize,
     /// Whether those bytes lie contiguously from `ptr` with no padding (numbers, bytes).
     packed: bool,
-    /// When not packed: where the first elements lie, to read the first bytes MPI sends without packing them all.
+    /// For a receive buffer that is not packed: where its first elements lie, to read the first bytes MPI sends
+    /// without packing them all.
     head: Option<Box<Head>>,
 }
 
@@ -310,19 +311,13 @@ impl Desc {
             Layout::Strided { shape, strides } => (1, strided(shape, strides, e.handle, elem.size)?),
         };
         let packed = matches!(layout, Layout::Contiguous) && e.mpi_size == elem.size;
-        let head = (!packed).then(|| {
-            Box::new(Head {
-                elem: e.handle,
-                offsets: head_offsets(len, elem.size, layout),
-            })
-        });
         Ok(Desc {
             ptr,
             count,
             dt,
             bytes,
             packed,
-            head,
+            head: None,
         })
     }
 
@@ -333,13 +328,7 @@ impl Desc {
 
     /// Whether the described memory, in the order MPI sends it, starts with `prefix` (false when it is shorter).
     pub(crate) fn starts_with(&self, prefix: &[u8]) -> bool {
-        if self.packed && self.bytes >= prefix.len() {
-            // SAFETY: the description covers at least `prefix.len()` contiguous, initialised bytes of live memory
-            // (a packed run of `bytes` bytes from `ptr`, checked above).
-            return unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>(), prefix.len()) } == prefix;
-        }
-        let mut head = vec![0u8; prefix.len()];
-        self.read_head(&mut head) && head == prefix
+        self.with_head(prefix.len(), |head| head == prefix).unwrap_or(false)
     }
 
     /// Copies the first `out.len()` bytes of the described memory, in the order MPI sends it, into `out`.
@@ -347,37 +336,34 @@ impl Desc {
     /// # Panics
     /// If the description holds fewer bytes.
     pub(crate) fn read_prefix(&self, out: &mut [u8]) {
-        assert!(self.read_head(out), "read_prefix past the described memory");
+        self.with_head(out.len(), |head| out.copy_from_slice(head))
+            .expect("read_prefix past the described memory");
     }
 
-    /// Fills `out` with the first bytes of the described memory as MPI sends it: straight from memory for one
-    /// packed run, else by packing its first elements (strided views, padded element types) with `MPI_Pack`.
-    /// `false` if the description holds fewer bytes.
-    fn read_head(&self, out: &mut [u8]) -> bool {
-        if self.bytes < out.len() {
-            return false;
+    /// Runs `f` on the first `n` bytes of the described memory as MPI sends it: straight from memory for one
+    /// packed run, else packed from its first elements (a strided or padded receive buffer, see [`Head`]) with
+    /// `MPI_Pack`. `None` if the description holds fewer bytes.
+    fn with_head<R>(&self, n: usize, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        if self.bytes < n {
+            return None;
         }
         if self.packed {
-            // SAFETY: the description covers at least `out.len()` contiguous, initialised bytes of live memory (a
-            // packed run of `bytes` bytes from `ptr`, checked above).
-            let head = unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>(), out.len()) };
-            out.copy_from_slice(head);
-            return true;
+            // SAFETY: the description covers at least `n` contiguous, initialised bytes of live memory (a packed
+            // run of `bytes` bytes from `ptr`, checked above).
+            return Some(f(unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>(), n) }));
         }
-        let Some(h) = &self.head else {
-            return false;
-        };
+        let h = self.head.as_ref()?;
         // SAFETY: reading a constant exported by rsmpi's shim.
         let comm = unsafe { ffi::RSMPI_COMM_WORLD };
         let mut one: c_int = 0;
         // SAFETY: a valid element datatype; valid out pointer.
         if unsafe { ffi::MPI_Pack_size(1, h.elem, comm, &mut one) } != 0 || one <= 0 {
-            return false;
+            return None;
         }
         let mut packed = vec![0u8; one as usize * h.offsets.len()];
         let mut position: c_int = 0;
         for &off in &h.offsets {
-            if position as usize >= out.len() {
+            if position as usize >= n {
                 break;
             }
             // SAFETY: `off` is the byte offset of one of the described elements from `ptr` (computed from the
@@ -395,14 +381,10 @@ impl Desc {
                 )
             };
             if rc != 0 {
-                return false;
+                return None;
             }
         }
-        if (position as usize) < out.len() {
-            return false;
-        }
-        out.copy_from_slice(&packed[..out.len()]);
-        true
+        ((position as usize) >= n).then(|| f(&packed[..n]))
     }
 
     /// Describes a read-only view.
@@ -414,7 +396,18 @@ impl Desc {
     /// Describes a writable view.
     #[inline]
     pub(crate) fn of_mut(v: &ViewMut) -> Result<Desc> {
-        Desc::new(v.ptr, v.len, &v.elem, &v.layout)
+        let mut d = Desc::new(v.ptr, v.len, &v.elem, &v.layout)?;
+        if !d.packed && v.len > 0 {
+            // A receive buffer: what arrives is checked for an object's header (`starts_with`).
+            let elem = elem_type(&v.elem)
+                .map_err(|c| c.error("describing the element type"))?
+                .handle;
+            d.head = Some(Box::new(Head {
+                elem,
+                offsets: head_offsets(v.len, v.elem.size, &v.layout),
+            }));
+        }
+        Ok(d)
     }
 
     /// Describes bytes (any length).
@@ -565,60 +558,4 @@ pub(crate) fn normalize_truth(v: &ViewMut) {
             }
         }
     }
-}
-
-/// A box inside an n-dimensional array in C order (last index fastest): first index and extent per dimension.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct BoxSel {
-    pub(crate) start: Vec<usize>,
-    pub(crate) len: Vec<usize>,
-}
-
-impl BoxSel {
-    /// The number of elements in the box (saturating; boxes inside real arrays never saturate).
-    pub(crate) fn count(&self) -> usize {
-        self.len.iter().fold(1usize, |a, &b| a.saturating_mul(b))
-    }
-}
-
-/// The number of elements of an array of `shape`, or `None` if it overflows `usize`.
-pub(crate) fn shape_count(shape: &[usize]) -> Option<usize> {
-    shape.iter().try_fold(1usize, |a, &b| a.checked_mul(b))
-}
-
-/// `MPI_Type_create_subarray` (C order) describing `sel` inside an array of `shape` whose elements are `elem`,
-/// committed. Its extent is the whole array, so a count of one at the array's first element describes the box.
-///
-/// # Panics
-/// If the box has another number of dimensions than the array, is empty, or does not lie inside the array: every
-/// use relies on MPI touching only elements of the array.
-pub(crate) fn subarray(elem: &Elem, shape: &[usize], sel: &BoxSel) -> RawResult<Dt> {
-    assert!(!shape.is_empty(), "a subarray needs at least one dimension");
-    assert_eq!(shape.len(), sel.start.len(), "box and array dimensions differ");
-    assert_eq!(shape.len(), sel.len.len(), "box and array dimensions differ");
-    for d in 0..shape.len() {
-        let end = sel.start[d].checked_add(sel.len[d]).expect("box end overflows");
-        assert!(sel.len[d] > 0, "empty subarray box");
-        assert!(end <= shape[d], "box {sel:?} outside array of shape {shape:?}");
-    }
-    let ints = |v: &[usize]| -> RawResult<Vec<c_int>> { v.iter().map(|&x| c_count(x)).collect() };
-    let (sizes, subsizes, starts) = (ints(shape)?, ints(&sel.len)?, ints(&sel.start)?);
-    let ndims = c_count(shape.len())?;
-    let base = elem_type(elem)?.handle;
-    let mut t = MaybeUninit::<ffi::MPI_Datatype>::uninit();
-    // SAFETY: the three arrays hold `ndims` ints each, checked above to describe a non-empty box inside the array;
-    // the element type has extent `size_of::<T>()`; valid out pointer.
-    rc(unsafe {
-        ffi::MPI_Type_create_subarray(
-            ndims,
-            sizes.as_ptr(),
-            subsizes.as_ptr(),
-            starts.as_ptr(),
-            super::order_c(),
-            base,
-            t.as_mut_ptr(),
-        )
-    })?;
-    // SAFETY: initialised by the successful call.
-    Dt::commit_owned(unsafe { t.assume_init() })
 }

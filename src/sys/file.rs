@@ -7,7 +7,8 @@ use std::mem::MaybeUninit;
 
 use mpi::ffi;
 
-use super::datatype::{BoxSel, Dt, shape_count, subarray};
+use super::boxes::{BoxSel, shape_count, subarray};
+use super::datatype::Dt;
 use super::{RawComm, check};
 use crate::buffer::{Data, Elem};
 use crate::error::{Error, ErrorKind, Result};

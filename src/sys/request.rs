@@ -24,8 +24,7 @@ impl RawRequest {
 
     /// A request that has completed (`MPI_REQUEST_NULL`).
     pub(crate) fn null() -> RawRequest {
-        // SAFETY: reading a constant exported by rsmpi's shim.
-        RawRequest(unsafe { ffi::RSMPI_REQUEST_NULL }, false)
+        RawRequest(null_handle(), false)
     }
 
     /// A receive's request, whose completion status tells source, tag and size.
@@ -80,14 +79,12 @@ impl RawRequest {
     /// that Open MPI hands out one shared, already complete request for sends done at once and leaves that handle
     /// as it is; without the reset, dropping such a request would call MPI again for nothing.
     fn set_null(&mut self) {
-        // SAFETY: reading a constant exported by rsmpi's shim.
-        self.0 = unsafe { ffi::RSMPI_REQUEST_NULL };
+        self.0 = null_handle();
     }
 
     /// Whether the request has completed (its handle was reset to `MPI_REQUEST_NULL`).
     pub(crate) fn is_null(&self) -> bool {
-        // SAFETY: reading a constant exported by rsmpi's shim.
-        self.0 == unsafe { ffi::RSMPI_REQUEST_NULL }
+        self.0 == null_handle()
     }
 
     /// `MPI_Test`: the status once complete.
@@ -126,4 +123,10 @@ impl Drop for RawRequest {
             let _ = self.wait();
         }
     }
+}
+
+/// `MPI_REQUEST_NULL`.
+fn null_handle() -> ffi::MPI_Request {
+    // SAFETY: reading a constant exported by rsmpi's shim.
+    unsafe { ffi::RSMPI_REQUEST_NULL }
 }

@@ -544,123 +544,113 @@ struct Framed {
 /// (Provoked reliably when the header travels in fragments, as with Open MPI's
 /// `btl_vader_single_copy_mechanism none`; see `tests/safety.rs`.)
 fn parts_while_header_arrives(comm: &Comm) -> spmd::Result<()> {
-    let r = comm.rank();
-    if comm.size() < 2 || r > 1 {
+    if comm.size() < 2 || comm.rank() > 1 {
         return Ok(());
     }
-    let head_len = 4 << 20;
-    for round in 0..10u32 {
-        if r == 0 {
-            let obj = Framed {
-                head: vec![7u8; head_len],
-                tail: Oob::new(vec![2 * round + 1]),
-            };
-            // Non-blocking: the part leaves while the header is still on its way.
-            comm.isend_obj(1, 5, &obj)?.wait()?;
-            comm.send_buf(1, 5, &[2 * round + 2])?;
-        } else {
-            let mut b = [0u32; 1];
-            let got = scope(|s| -> spmd::Result<Framed> {
-                let o = comm.irecv_obj::<Framed>(0, 5)?;
-                let rb = comm.irecv_buf_into(s, 0, 5, &mut b)?;
-                let (v, _) = o.wait()?;
-                rb.wait()?;
-                Ok(v)
-            })?;
-            check!(
-                comm,
-                got.tail[..] == [2 * round + 1] && b[0] == 2 * round + 2 && got.head.len() == head_len,
-                "round {round}: the object's part is {:?} (want {}), the later buffer {} (want {})",
-                &got.tail[..],
-                2 * round + 1,
-                b[0],
-                2 * round + 2
-            );
-        }
-    }
-    // A probe while the object's header arrives shows the later buffer (8 bytes), not the object's part (4).
-    for round in 0..10u32 {
-        if r == 0 {
-            let obj = Framed {
-                head: vec![7u8; head_len],
-                tail: Oob::new(vec![2 * round + 1]),
-            };
-            comm.isend_obj(1, 5, &obj)?.wait()?;
-            comm.send_buf(1, 5, &[2 * round + 2; 2])?;
-        } else {
+    object_then_buffer(comm, 1, |round| {
+        let mut b = [0u32; 1];
+        let got = scope(|s| -> spmd::Result<Framed> {
             let o = comm.irecv_obj::<Framed>(0, 5)?;
-            let st = comm.probe(0, 5)?;
-            let mut b = vec![0u32; st.bytes() / 4];
-            comm.recv_buf_into(0, 5, &mut b)?;
+            let rb = comm.irecv_buf_into(s, 0, 5, &mut b)?;
             let (v, _) = o.wait()?;
-            check!(
-                comm,
-                st.bytes() == 8 && b == [2 * round + 2; 2] && v.tail[..] == [2 * round + 1],
-                "round {round}: probe saw {} bytes (want 8), then got {b:?} (want [{}; 2]); the object's part {:?}",
-                st.bytes(),
-                2 * round + 2,
-                &v.tail[..]
-            );
-        }
-    }
+            rb.wait()?;
+            Ok(v)
+        })?;
+        check!(
+            comm,
+            got.tail[..] == [2 * round + 1] && b[0] == 2 * round + 2 && got.head.len() == HEAD_LEN,
+            "round {round}: the object's part is {:?} (want {}), the later buffer {} (want {})",
+            &got.tail[..],
+            2 * round + 1,
+            b[0],
+            2 * round + 2
+        );
+        Ok(())
+    })?;
+    // A probe while the object's header arrives shows the later buffer (8 bytes), not the object's part (4).
+    object_then_buffer(comm, 2, |round| {
+        let o = comm.irecv_obj::<Framed>(0, 5)?;
+        let st = comm.probe(0, 5)?;
+        let mut b = vec![0u32; st.bytes() / 4];
+        comm.recv_buf_into(0, 5, &mut b)?;
+        let (v, _) = o.wait()?;
+        check!(
+            comm,
+            st.bytes() == 8 && b == [2 * round + 2; 2] && v.tail[..] == [2 * round + 1],
+            "round {round}: probe saw {} bytes (want 8), then got {b:?} (want [{}; 2]); the object's part {:?}",
+            st.bytes(),
+            2 * round + 2,
+            &v.tail[..]
+        );
+        Ok(())
+    })?;
     // The same when the later receive is made on another handle of the same communicator (`Comm::from_raw`):
     // a blocking one, which must wait for the object's part to be taken as well.
     // SAFETY: `comm`'s handle stays valid while `alias` is used (within this function).
     let alias = unsafe { Comm::from_raw(crate::common::universe(), comm.as_raw()) }?;
-    for round in 0..10u32 {
-        if r == 0 {
-            let obj = Framed {
-                head: vec![7u8; head_len],
-                tail: Oob::new(vec![2 * round + 1]),
-            };
-            comm.isend_obj(1, 5, &obj)?.wait()?;
-            comm.send_buf(1, 5, &[2 * round + 2])?;
-        } else {
-            let o = comm.irecv_obj::<Framed>(0, 5)?;
-            let mut b = [0u32; 1];
-            alias.recv_buf_into(0, 5, &mut b)?;
-            let (v, _) = o.wait()?;
-            check!(
-                comm,
-                b[0] == 2 * round + 2 && v.tail[..] == [2 * round + 1],
-                "round {round}: on another handle the later buffer is {} (want {}), the object's part {:?}",
-                b[0],
-                2 * round + 2,
-                &v.tail[..]
-            );
-        }
-    }
+    object_then_buffer(comm, 1, |round| {
+        let o = comm.irecv_obj::<Framed>(0, 5)?;
+        let mut b = [0u32; 1];
+        alias.recv_buf_into(0, 5, &mut b)?;
+        let (v, _) = o.wait()?;
+        check!(
+            comm,
+            b[0] == 2 * round + 2 && v.tail[..] == [2 * round + 1],
+            "round {round}: on another handle the later buffer is {} (want {}), the object's part {:?}",
+            b[0],
+            2 * round + 2,
+            &v.tail[..]
+        );
+        Ok(())
+    })?;
     // The same when a buffer receive takes the object by mistake: it reports the mistake and discards the
     // object's part, and the later receive still gets the later buffer.
+    object_then_buffer(comm, 1, |round| {
+        let mut big = vec![0u8; 2 * HEAD_LEN];
+        let mut b = [0u32; 1];
+        let (first, second) = scope(|s| -> spmd::Result<_> {
+            let rbig = comm.irecv_buf_into(s, 0, 5, &mut big[..])?;
+            let rb = comm.irecv_buf_into(s, 0, 5, &mut b)?;
+            Ok((rbig.wait(), rb.wait()))
+        })?;
+        check!(
+            comm,
+            matches!(&first, Err(e) if e.kind() == spmd::ErrorKind::WrongFamily) && second.is_ok(),
+            "round {round}: a buffer receive of an object gave {first:?}, the later one {second:?}"
+        );
+        check!(
+            comm,
+            b[0] == 2 * round + 2,
+            "round {round}: the later buffer receive got {} (want {}; {} is the object's part)",
+            b[0],
+            2 * round + 2,
+            2 * round + 1
+        );
+        Ok(())
+    })
+}
+
+/// The body of the objects [`parts_while_header_arrives`] sends: large enough to arrive by rendezvous.
+const HEAD_LEN: usize = 4 << 20;
+
+/// Ten rounds of: rank 0 sends an object (body of `HEAD_LEN` bytes, out-of-band part `[2r + 1]`; non-blocking, so
+/// the part leaves while the body is still on its way), then a buffer `[2r + 2; later_len]` with the same tag;
+/// rank 1 receives with `receive(r)`.
+fn object_then_buffer(
+    comm: &Comm,
+    later_len: usize,
+    mut receive: impl FnMut(u32) -> spmd::Result<()>,
+) -> spmd::Result<()> {
     for round in 0..10u32 {
-        if r == 0 {
+        if comm.rank() == 0 {
             let obj = Framed {
-                head: vec![7u8; head_len],
+                head: vec![7u8; HEAD_LEN],
                 tail: Oob::new(vec![2 * round + 1]),
             };
             comm.isend_obj(1, 5, &obj)?.wait()?;
-            comm.send_buf(1, 5, &[2 * round + 2])?;
+            comm.send_buf(1, 5, &vec![2 * round + 2; later_len])?;
         } else {
-            let mut big = vec![0u8; 2 * head_len];
-            let mut b = [0u32; 1];
-            let (first, second) = scope(|s| -> spmd::Result<_> {
-                let rbig = comm.irecv_buf_into(s, 0, 5, &mut big[..])?;
-                let rb = comm.irecv_buf_into(s, 0, 5, &mut b)?;
-                Ok((rbig.wait(), rb.wait()))
-            })?;
-            check!(
-                comm,
-                matches!(&first, Err(e) if e.kind() == spmd::ErrorKind::WrongFamily) && second.is_ok(),
-                "round {round}: a buffer receive of an object gave {first:?}, the later one {second:?}"
-            );
-            check!(
-                comm,
-                b[0] == 2 * round + 2,
-                "round {round}: the later buffer receive got {} (want {}; {} is the object's part)",
-                b[0],
-                2 * round + 2,
-                2 * round + 1
-            );
+            receive(round)?;
         }
     }
     Ok(())
