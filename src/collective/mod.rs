@@ -11,8 +11,10 @@
 //! disagreement is an [`ErrorKind::SizeMismatch`] error on every rank, naming the sizes (a mistake only one rank
 //! can see, such as a root buffer of the wrong length, is reported by that rank and as "another rank" by the
 //! others). Variable-count collectives exchange the actual counts instead (one small gather-like call), which also
-//! tells every rank how much really arrives. The agreement costs one small collective (see README's
-//! performance table); [`Comm::unchecked`] gives a handle without it, whose collectives are the bare MPI calls.
+//! tells every rank how much really arrives. The agreement is made of non-blocking point-to-point messages on a
+//! private duplicate of the communicator, which the first checked collective on it makes (its own agreement is an
+//! `MPI_Iallreduce` on the communicator itself); it costs about one message exchange (see README's performance
+//! table). [`Comm::unchecked`] gives a handle without it, whose collectives are the bare MPI calls.
 //!
 //! Root-only arguments are `Option`s, and every rooted operation also comes as a pair of methods that need no
 //! `None`: `*_root` (called by the root) and `*_to` / `*_from` (called by the others):
@@ -192,7 +194,8 @@ impl<'u> Comm<'u> {
     }
 
     /// Agrees across ranks that every rank passed the same `n` and that no rank's local check failed (one small
-    /// non-blocking all-reduce, skipped on unchecked handles). On disagreement every rank returns an error.
+    /// all-reduce of non-blocking messages, see `sys::agree`; skipped on unchecked handles). On disagreement every
+    /// rank returns an error.
     /// Returns whether the data phase must be non-blocking (some rank has receives pending), the same on every
     /// rank.
     pub(crate) fn agree(&self, op: &str, what: &str, n: usize, local: Local) -> Result<bool> {
@@ -205,15 +208,31 @@ impl<'u> Comm<'u> {
         }
         let n64 = i64::try_from(n).unwrap_or(i64::MAX);
         let mine = [n64, -n64, local.is_some() as i64, request::engine::busy() as i64];
-        let mut out = [0i64; 4];
-        {
-            let (sd, rd) = (Desc::of(&mine.view())?, Desc::of_mut(&out.view_mut())?);
-            request::run_collective(op, true, |nb| {
-                self.inner
-                    .raw
-                    .allreduce_like(ScanKind::All, Some(&sd), &rd, RawOp::Max, nb)
-            })?;
-        }
+        let out = match self.inner.raw.private()? {
+            Some(private) => {
+                let mut wait = |req: &mut crate::sys::RawRequest| request::wait_raw_code(req, op).map(|_| ());
+                crate::sys::agree::all_max(&private, self.inner.rank, self.inner.size, mine, &mut wait)
+                    .map_err(|c| c.error(op))?
+            }
+            None => {
+                // The first agreement on this communicator: a non-blocking all-reduce on it. Then, if the ranks
+                // agreed and none has receives pending (no blocking call can hold up a peer), every rank makes the
+                // private duplicate the next agreements travel on (see `sys::agree`).
+                let mut out = [0i64; 4];
+                {
+                    let (sd, rd) = (Desc::of(&mine.view())?, Desc::of_mut(&out.view_mut())?);
+                    request::run_collective(op, true, |nb| {
+                        self.inner
+                            .raw
+                            .allreduce_like(ScanKind::All, Some(&sd), &rd, RawOp::Max, nb)
+                    })?;
+                }
+                if out == [n64, -n64, 0, 0] {
+                    self.inner.raw.make_private()?;
+                }
+                out
+            }
+        };
         let (max, min, bad, busy) = (out[0], -out[1], out[2], out[3] != 0);
         if let Some(e) = local {
             return Err(e);

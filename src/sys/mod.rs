@@ -8,7 +8,8 @@
 //! - integer conversions to MPI's `int` counts are checked (`try_from`), never `as`; counts beyond `int` become
 //!   derived datatypes;
 //! - a receive never meets a message larger than its buffer: the size is learnt first with a matched probe
-//!   (`MPI_Mprobe` / `MPI_Improbe`) and that very message is received (`MPI_Mrecv` / `MPI_Imrecv`);
+//!   (`MPI_Mprobe` / `MPI_Improbe`) and that very message is received (`MPI_Mrecv` / `MPI_Imrecv`) — except on
+//!   the private duplicate of the size agreement ([`agree`]), where only spmd sends, always four integers;
 //! - zero-length buffers never pass a dangling address (which some MPIs read as `MPI_IN_PLACE`).
 //!
 //! Standard MPI only: constants that are macros in `mpi.h` come from a small C file compiled against the MPI in
@@ -17,6 +18,7 @@
 #![allow(unsafe_code)]
 
 pub(crate) mod affinity;
+pub(crate) mod agree;
 pub(crate) mod boxes;
 pub(crate) mod coll;
 pub(crate) mod comm;

@@ -69,7 +69,7 @@ static void expect_count(MPI_Status *st, MPI_Datatype t, int n, const char *what
 
 /* ----- spmd's agreement collectives on checked handles ----- */
 
-/* The agreement steps are non-blocking collectives (completed here with MPI_Wait). Their result also says
+/* The agreement steps are made of non-blocking operations (completed here with MPI_Wait). Their result also says
  * whether some spmd rank has receives pending: then the data call that follows is the non-blocking form on every
  * rank (MPI never matches a blocking collective with a non-blocking one). This side never has any. */
 #define BUSY (1ull << 61)
@@ -89,15 +89,104 @@ static void wait1(MPI_Request *q) { MPI_Wait(q, MPI_STATUS_IGNORE); }
         }                                                                                                              \
     } while (0)
 
-/* Fixed-count collectives: a non-blocking all-reduce of [n, -n, bad, busy] with MPI_MAX. Returns busy. */
+/* The first agreement of fixed-count collectives on a communicator is a non-blocking all-reduce on it; when the
+ * ranks agreed and no spmd rank has receives pending, every rank then makes a duplicate with MPI_Comm_dup, kept as an
+ * attribute of the communicator (as spmd keeps its own), and the next agreements travel on the duplicate. (This
+ * side contributes no flags, so its own values are what an agreement with no flag set gives.) */
+static int private_key = MPI_KEYVAL_INVALID;
+
+static int free_private(MPI_Comm comm, int key, void *value, void *extra) {
+    (void)comm, (void)key, (void)extra;
+    MPI_Comm_free((MPI_Comm *)value);
+    free(value);
+    return MPI_SUCCESS;
+}
+
+/* The duplicate, or MPI_COMM_NULL before the first agreement made one. */
+static MPI_Comm private_of(MPI_Comm comm) {
+    if (private_key == MPI_KEYVAL_INVALID)
+        MPI_Comm_create_keyval(MPI_COMM_NULL_COPY_FN, free_private, &private_key, NULL);
+    MPI_Comm *p;
+    int flag;
+    MPI_Comm_get_attr(comm, private_key, &p, &flag);
+    return flag ? *p : MPI_COMM_NULL;
+}
+
+static void make_private(MPI_Comm comm) {
+    MPI_Comm *p = xmalloc(sizeof *p);
+    MPI_Comm_dup(comm, p);
+    MPI_Comm_set_attr(comm, private_key, p);
+}
+
+/* Sends four int64 to `to` and receives four from `from` (-1: none) with `tag` on the private duplicate. */
+static void exchange(MPI_Comm p, int to, int from, int tag, const int64_t *out, int64_t *in) {
+    MPI_Request q[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
+    if (from >= 0) MPI_Irecv(in, 4, MPI_INT64_T, from, tag, p, &q[0]);
+    if (to >= 0) MPI_Isend(out, 4, MPI_INT64_T, to, tag, p, &q[1]);
+    wait1(&q[0]); /* (not MPI_Waitall with MPI_STATUSES_IGNORE, which gcc misreads with MPICH's mpi.h) */
+    wait1(&q[1]);
+}
+
+static void max4(int64_t *acc, const int64_t *got) {
+    for (int i = 0; i < 4; i++) acc[i] = got[i] > acc[i] ? got[i] : acc[i];
+}
+
+/* The element-wise maximum of acc over the ranks of comm; on the duplicate, by recursive doubling: with pof2 the largest power of
+ * two not above the size and extra the rest, the first 2 * extra ranks pair up (the even one hands its values to
+ * the odd one, tag 0, and gets the result back at the end, tag 2); the pof2 remaining ranks exchange with the
+ * rank whose index differs in one bit, lowest bit first (tag 1). */
+static void all_max(MPI_Comm comm, int64_t *acc) {
+    MPI_Comm p = private_of(comm);
+    if (p == MPI_COMM_NULL) {
+        int64_t out[4];
+        MPI_Request q;
+        MPI_Iallreduce(acc, out, 4, MPI_INT64_T, MPI_MAX, comm, &q);
+        wait1(&q);
+        if (out[0] == acc[0] && out[1] == acc[1] && out[2] == 0 && out[3] == 0) make_private(comm);
+        memcpy(acc, out, sizeof out);
+        return;
+    }
+    int rank, size;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+    if (size < 2) return;
+    int pof2 = 1;
+    while (pof2 * 2 <= size) pof2 *= 2;
+    int extra = size - pof2, mine = -1;
+    int64_t got[4];
+    if (rank < 2 * extra) {
+        if (rank % 2 == 0) {
+            exchange(p, rank + 1, -1, 0, acc, got);
+        } else {
+            exchange(p, -1, rank - 1, 0, acc, got);
+            max4(acc, got);
+            mine = rank / 2;
+        }
+    } else {
+        mine = rank - extra;
+    }
+    for (int mask = 1; mine >= 0 && mask < pof2; mask <<= 1) {
+        int other = mine ^ mask, partner = other < extra ? 2 * other + 1 : other + extra;
+        exchange(p, partner, partner, 1, acc, got);
+        max4(acc, got);
+    }
+    if (rank < 2 * extra) {
+        if (rank % 2 == 1) {
+            exchange(p, rank - 1, -1, 2, acc, got);
+        } else {
+            exchange(p, -1, rank + 1, 2, acc, got);
+            memcpy(acc, got, sizeof got);
+        }
+    }
+}
+
+/* Fixed-count collectives: the maximum of [n, -n, bad, busy]. Returns busy. */
 static int agree_fixed(MPI_Comm comm, int64_t n) {
-    int64_t in[4] = {n, -n, 0, 0}, out[4] = {0, 0, 0, 0};
-    MPI_Request q;
-    MPI_Iallreduce(in, out, 4, MPI_INT64_T, MPI_MAX, comm, &q);
-    wait1(&q);
-    CHECK(out[0] == n && out[1] == -n && out[2] == 0, "agreement on n = %lld gave [%lld, %lld, %lld]", (long long)n,
-          (long long)out[0], (long long)out[1], (long long)out[2]);
-    return out[3] != 0;
+    int64_t acc[4] = {n, -n, 0, 0};
+    all_max(comm, acc);
+    CHECK(acc[0] == n && acc[1] == -n && acc[2] == 0, "agreement on n = %lld gave [%lld, %lld, %lld]", (long long)n,
+          (long long)acc[0], (long long)acc[1], (long long)acc[2]);
+    return acc[3] != 0;
 }
 
 /* Gatherv and allgatherv: a non-blocking all-gather of every rank's send count (flag bits above). */

@@ -1456,6 +1456,50 @@ fn unchecked_receives(comm: &Comm) -> spmd::Result<()> {
     Ok(())
 }
 
+/// Checked collectives agree on sizes over a private duplicate of the communicator that the first one makes
+/// (kept with the communicator, not with a handle): ranks that reach the same communicator through different
+/// handles (`Comm::from_raw`) must still meet, and a disagreement seen over the duplicate is still an error on
+/// every rank.
+fn agreement_on_every_handle(comm: &Comm) -> spmd::Result<()> {
+    let fresh = comm.dup()?;
+    // SAFETY: `fresh`'s handle stays valid while `alias` is used (within this function).
+    let alias = unsafe { Comm::from_raw(crate::common::universe(), fresh.as_raw()) }?;
+    let (r, n) = (fresh.rank(), fresh.size());
+    for round in 0..4 {
+        // Every rank uses `fresh` first (its agreement makes the duplicate), then even and odd ranks use
+        // different handles, swapping them every round: a duplicate kept per handle would have some ranks agree
+        // over it and others over the communicator (a hang).
+        let h = if round == 0 || (r + round) % 2 == 0 {
+            &fresh
+        } else {
+            &alias
+        };
+        let mut out = [0u64];
+        h.all_reduce_buf(&[(r + round) as u64], &mut out, Op::Max)?;
+        check!(
+            comm,
+            out[0] == (n - 1 + round) as u64,
+            "round {round}: all-reduce gave {}",
+            out[0]
+        );
+    }
+    let len = if r == 0 { 3 } else { 2 };
+    let mut out = vec![0u64; len];
+    let got = alias.all_reduce_buf(&vec![1u64; len][..], &mut out[..], Op::Sum);
+    if n > 1 {
+        check!(
+            comm,
+            matches!(&got, Err(e) if e.kind() == ErrorKind::SizeMismatch),
+            "lengths 3 and 2 after the first agreement: {got:?}"
+        );
+    }
+    // The duplicate still works after that error.
+    let mut out = [0u64];
+    fresh.all_reduce_buf(&[1u64], &mut out, Op::Sum)?;
+    check!(comm, out[0] == n as u64, "all-reduce after a mismatch gave {}", out[0]);
+    Ok(())
+}
+
 pub const CASES: &[Case] = &[
     case("obj_ring_corpus", obj_ring_corpus),
     case("obj_chain_and_any_source", obj_chain_and_any_source),
@@ -1473,6 +1517,7 @@ pub const CASES: &[Case] = &[
     case("coll_obj_every_root", coll_obj_every_root),
     case("coll_buf_every_root", coll_buf_every_root),
     case("coll_reductions", coll_reductions),
+    case("agreement_on_every_handle", agreement_on_every_handle),
     case("coll_nonblocking", coll_nonblocking),
     case("bad_input_errors", bad_input_errors),
     case("one_rank_mistakes", one_rank_mistakes),
