@@ -14,7 +14,9 @@
 //! tells every rank how much really arrives. The agreement is made of non-blocking point-to-point messages on a
 //! private duplicate of the communicator, which the first checked collective on it makes (its own agreement is an
 //! `MPI_Iallreduce` on the communicator itself); it costs about one message exchange (see README's performance
-//! table). [`Comm::unchecked`] gives a handle without it, whose collectives are the bare MPI calls.
+//! table). Each communicator that makes checked collectives thus holds a second one, freed with it (MPI libraries
+//! bound how many communicators exist: MPICH to a few thousand). [`Comm::unchecked`] gives a handle without the
+//! agreement, whose collectives are the bare MPI calls.
 //!
 //! Root-only arguments are `Option`s, and every rooted operation also comes as a pair of methods that need no
 //! `None`: `*_root` (called by the root) and `*_to` / `*_from` (called by the others):
