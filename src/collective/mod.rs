@@ -11,10 +11,10 @@
 //! disagreement is an [`ErrorKind::SizeMismatch`] error on every rank, naming the sizes (a mistake only one rank
 //! can see, such as a root buffer of the wrong length, is reported by that rank and as "another rank" by the
 //! others). Variable-count collectives exchange the actual counts instead (one small gather-like call), which also
-//! tells every rank how much really arrives. The agreement is made of non-blocking point-to-point messages on a
-//! private duplicate of the communicator, which the first checked collective on it makes (its own agreement is an
-//! `MPI_Iallreduce` on the communicator itself); it costs about one message exchange (see README's performance
-//! table). Each communicator that makes checked collectives thus holds a second one, freed with it (MPI libraries
+//! tells every rank how much really arrives. Both are made of non-blocking point-to-point messages on a private
+//! duplicate of the communicator, which the first checked collective on it makes (its own agreement is a
+//! non-blocking MPI collective on the communicator itself); an agreement costs about one message exchange at two
+//! ranks (see README's performance table). Each communicator that makes checked collectives thus holds a second one, freed with it (MPI libraries
 //! bound how many communicators exist: MPICH to a few thousand). [`Comm::unchecked`] gives a handle without the
 //! agreement, whose collectives are the bare MPI calls.
 //!
@@ -94,7 +94,7 @@ use crate::comm::Comm;
 use crate::error::{Error, ErrorKind, Result, fail};
 use crate::request;
 use crate::sys::coll::ScanKind;
-use crate::sys::{Desc, RawOp};
+use crate::sys::{Desc, RawComm, RawOp, RawRequest, RawResult, agree};
 
 /// Built-in reduction operations for buffers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -208,34 +208,29 @@ impl<'u> Comm<'u> {
                 Some(e) => Err(e),
             };
         }
-        let n64 = i64::try_from(n).unwrap_or(i64::MAX);
-        let mine = [n64, -n64, local.is_some() as i64, request::engine::busy() as i64];
-        let out = match self.inner.raw.private()? {
-            Some(private) => {
-                let mut wait = |req: &mut crate::sys::RawRequest| request::wait_raw_code(req, op).map(|_| ());
-                crate::sys::agree::all_max(&private, self.inner.rank, self.inner.size, mine, &mut wait)
-                    .map_err(|c| c.error(op))?
-            }
-            None => {
-                // The first agreement on this communicator: a non-blocking all-reduce on it. Then, if the ranks
-                // agreed and none has receives pending (no blocking call can hold up a peer), every rank makes the
-                // private duplicate the next agreements travel on (see `sys::agree`).
-                let mut out = [0i64; 4];
-                {
-                    let (sd, rd) = (Desc::of(&mine.view())?, Desc::of_mut(&out.view_mut())?);
-                    request::run_collective(op, true, |nb| {
-                        self.inner
-                            .raw
-                            .allreduce_like(ScanKind::All, Some(&sd), &rd, RawOp::Max, nb)
-                    })?;
-                }
-                if out == [n64, -n64, 0, 0] {
-                    self.inner.raw.make_private()?;
-                }
-                out
-            }
-        };
-        let (max, min, bad, busy) = (out[0], -out[1], out[2], out[3] != 0);
+        // Sizes as [n, !n]: the maximum of both gives the largest and the smallest `n`.
+        let n64 = n as u64;
+        let mine = [n64, !n64, local.is_some() as u64, request::engine::busy() as u64];
+        let (rank, size) = (self.inner.rank, self.inner.size);
+        let out = self.agreement(
+            op,
+            |p, wait| {
+                let mut acc = mine;
+                agree::all_max(p, rank, size, agree::Kind::Fixed, &mut acc, wait).map(|()| acc)
+            },
+            || {
+                let mut out = [0u64; 4];
+                let (sd, rd) = (Desc::of(&mine.view())?, Desc::of_mut(&out.view_mut())?);
+                request::run_collective(op, true, |nb| {
+                    self.inner
+                        .raw
+                        .allreduce_like(ScanKind::All, Some(&sd), &rd, RawOp::Max, nb)
+                })?;
+                Ok(out)
+            },
+            |out| *out == [n64, !n64, 0, 0],
+        )?;
+        let (max, min, bad, busy) = (out[0], !out[1], out[2], out[3] != 0);
         if let Some(e) = local {
             return Err(e);
         }
@@ -252,6 +247,30 @@ impl<'u> Comm<'u> {
             );
         }
         Ok(busy)
+    }
+}
+
+impl Comm<'_> {
+    /// Runs an agreement step of a checked collective: `over_private` on the communicator's private duplicate
+    /// (see `sys::agree`) when it has one; otherwise `first`, an MPI collective on the communicator itself, after
+    /// which every rank makes the duplicate if `settled` says so of the result (which must be the same on every
+    /// rank, and true only if the ranks agreed and none has receives pending).
+    pub(crate) fn agreement<T>(
+        &self,
+        op: &str,
+        over_private: impl FnOnce(&RawComm, &mut dyn FnMut(&mut RawRequest) -> RawResult<()>) -> RawResult<T>,
+        first: impl FnOnce() -> Result<T>,
+        settled: impl FnOnce(&T) -> bool,
+    ) -> Result<T> {
+        if let Some(p) = self.inner.raw.private()? {
+            let mut wait = |req: &mut RawRequest| request::wait_raw_code(req, op).map(|_| ());
+            return over_private(&p, &mut wait).map_err(|c| c.error(op));
+        }
+        let out = first()?;
+        if settled(&out) {
+            self.inner.raw.make_private()?;
+        }
+        Ok(out)
     }
 }
 

@@ -1,7 +1,8 @@
 //! Buffer collectives with variable counts: `MPI_Gatherv`, `MPI_Scatterv`, `MPI_Allgatherv`, `MPI_Alltoallv`.
 //!
-//! On a checked handle each starts by exchanging the counts every rank really sends (one small gather-like call of
-//! one `u64` per rank), so a receiver never trusts counts that disagree with the sender: a rank whose counts are
+//! On a checked handle each starts by exchanging the counts every rank really sends (one `u64` per rank, in the
+//! shape of an all-gather, or of an all-to-all for `MPI_Alltoallv`; non-blocking messages on the communicator's
+//! private duplicate, see [`Comm::agreement`]), so a receiver never trusts counts that disagree with the sender: a rank whose counts are
 //! wrong receives into scratch memory of the right size and returns [`ErrorKind::SizeMismatch`], and its buffer is
 //! never overrun. The same exchange carries two flags: a local error (every rank then fails without moving data)
 //! and "some count or offset exceeds `int`", which sends every rank to the large-count path (`MPI_Alltoallw` with
@@ -17,7 +18,7 @@ use crate::error::{Error, ErrorKind, Result, fail};
 use crate::request;
 use crate::sys::coll::{BlockKind, ScanKind, VArgs, VKind, int_layout};
 use crate::sys::datatype::VBase;
-use crate::sys::{Desc, RawOp};
+use crate::sys::{Desc, RawOp, agree};
 
 /// Flag bits in the exchanged counts.
 const BAD: u64 = 1 << 63;
@@ -83,19 +84,34 @@ fn int_args(send: Option<&[usize]>, recv: Option<&[usize]>) -> VArgs {
 }
 
 impl<'u> Comm<'u> {
-    /// Exchanges one `u64` per rank with the all-gather or all-to-all shape.
+    /// Exchanges one `u64` per rank with the all-gather or all-to-all shape (see [`Comm::agreement`]).
     fn exchange(&self, op: &str, kind: BlockKind, mine: &[u64]) -> Result<Vec<u64>> {
-        let p = self.size();
-        let mut out = vec![0u64; p];
-        let sd = Desc::of(&mine.view())?;
-        let rd = Desc::block(&out.view_mut(), 0, 1)?;
-        let sd1 = if kind == BlockKind::Alltoall {
-            Desc::block_of(&mine.view(), 0, 1)?
-        } else {
-            sd
-        };
-        request::run_collective(op, true, |nb| self.inner.raw.blocks(kind, Some(&sd1), Some(&rd), 0, nb))?;
-        Ok(out)
+        let (rank, p) = (self.inner.rank, self.inner.size);
+        self.agreement(
+            op,
+            |private, wait| {
+                if kind == BlockKind::Alltoall {
+                    return agree::all_to_all(private, rank, p, mine, wait);
+                }
+                // An all-gather as a maximum: every rank sets its own entry.
+                let mut all = vec![0u64; p];
+                all[rank] = mine[0];
+                agree::all_max(private, rank, p, agree::Kind::PerRank, &mut all, wait).map(|()| all)
+            },
+            || {
+                let mut out = vec![0u64; p];
+                let sd = Desc::of(&mine.view())?;
+                let rd = Desc::block(&out.view_mut(), 0, 1)?;
+                let sd1 = if kind == BlockKind::Alltoall {
+                    Desc::block_of(&mine.view(), 0, 1)?
+                } else {
+                    sd
+                };
+                request::run_collective(op, true, |nb| self.inner.raw.blocks(kind, Some(&sd1), Some(&rd), 0, nb))?;
+                Ok(out)
+            },
+            |got| got.iter().all(|g| g & (BAD | BUSY) == 0),
+        )
     }
 
     /// Receives the data of a collective this rank's buffers cannot take, into scratch memory, then reports it.
@@ -297,15 +313,24 @@ impl<'u> Comm<'u> {
             };
             v.push(local.is_some() as u64);
             v.push((busy() != 0) as u64);
-            let mut out = vec![0u64; p + 2];
-            {
-                let (sd, rd) = (Desc::of(&v.view())?, Desc::of_mut(&out.view_mut())?);
-                request::run_collective(op, true, |nb| {
-                    self.inner
-                        .raw
-                        .allreduce_like(ScanKind::All, Some(&sd), &rd, RawOp::Max, nb)
-                })?;
-            }
+            let out = self.agreement(
+                op,
+                |private, wait| {
+                    let mut acc = v.clone();
+                    agree::all_max(private, me, p, agree::Kind::PerRankAndFlags, &mut acc, wait).map(|()| acc)
+                },
+                || {
+                    let mut out = vec![0u64; p + 2];
+                    let (sd, rd) = (Desc::of(&v.view())?, Desc::of_mut(&out.view_mut())?);
+                    request::run_collective(op, true, |nb| {
+                        self.inner
+                            .raw
+                            .allreduce_like(ScanKind::All, Some(&sd), &rd, RawOp::Max, nb)
+                    })?;
+                    Ok(out)
+                },
+                |out| out[p] == 0 && out[p + 1] == 0,
+            )?;
             if out[p] != 0 {
                 self.flags_error(op, &[BAD], local)?;
             }

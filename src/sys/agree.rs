@@ -1,20 +1,22 @@
-//! The size agreement of checked collectives: a small all-reduce made of point-to-point messages on a private
-//! duplicate of the user's communicator.
+//! The agreements of checked collectives (sizes, counts and flags): small all-reduces and all-to-alls made of
+//! point-to-point messages on a private duplicate of the user's communicator.
 //!
 //! A checked buffer collective first agrees on sizes (see [`crate::collective`]), and a rank with non-blocking
-//! receives pending must keep them moving while it waits, so the agreement cannot be a blocking collective.
-//! `MPI_Iallreduce` would do, but costs twice a message exchange (Open MPI 4.1: 0.9 against 0.4 µs at two
-//! ranks); this is a recursive-doubling all-reduce (element-wise maximum of four integers) of non-blocking
-//! messages, completed by the caller's wait, which advances pending receives.
+//! receives pending must keep them moving while it waits, so the agreement cannot be a blocking collective. A
+//! non-blocking MPI collective would do, but Open MPI 4.1's `MPI_Iallreduce` of four integers costs twice a
+//! message exchange (0.9 against 0.4 µs at two ranks here). Here an agreement is a recursive-doubling all-reduce
+//! (element-wise maximum) of non-blocking messages, or for variable-count all-to-alls one message to and from
+//! every other rank, completed by the caller's wait, which advances pending receives.
 //!
 //! Its messages travel on a duplicate of the communicator, so they never meet the user's (or a C peer's)
-//! messages. The first checked collective of a communicator agrees with `MPI_Iallreduce` on the communicator
-//! itself; when the ranks agreed and none has receives pending, every rank then makes the duplicate
-//! (`MPI_Comm_dup`: with no receive pending anywhere, a blocking call holds up no peer), and it is kept as an
-//! attribute of the communicator: every handle of one communicator finds the same duplicate, `MPI_Comm_dup` does
-//! not copy it, and it is freed when the communicator is.
+//! messages. The first checked collective of a communicator agrees with a non-blocking MPI collective on the
+//! communicator itself; when that shows the ranks agreed and none has receives pending, every rank then makes the
+//! duplicate (`MPI_Comm_dup`: with no receive pending anywhere, a blocking call holds up no peer), and it is kept
+//! as an attribute of the communicator: every handle of one communicator finds the same duplicate, `MPI_Comm_dup`
+//! does not copy it, and it is freed when the communicator is.
 
 use std::ffi::{c_int, c_void};
+use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 use std::sync::OnceLock;
 
@@ -22,12 +24,6 @@ use mpi::ffi;
 
 use super::{RawComm, RawRequest, RawResult, check, rc};
 use crate::error::Result;
-
-/// Four integers each rank contributes to an agreement.
-pub(crate) type Values = [i64; 4];
-
-/// The length of [`Values`], as MPI counts it.
-const LEN: c_int = 4;
 
 /// The attribute key under which a communicator keeps its private duplicate.
 static KEYVAL: OnceLock<c_int> = OnceLock::new();
@@ -111,33 +107,79 @@ impl RawComm {
     }
 }
 
-/// The element-wise maximum of `mine` over the `size` ranks of the communicator whose private duplicate is `p`
-/// (this rank is `rank`). Every rank must call it at the same point. `wait` completes a request while advancing
-/// pending receives.
+/// What an agreement exchanges, which fixes the length of its messages on a communicator of `size` ranks. Each
+/// kind has tags of its own, so every message on the duplicate has the length its tag says: ranks that call
+/// collectives in different orders wait (as MPI's own collectives would), but no receive meets a longer message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Four values (a fixed-count collective's sizes and flags).
+    Fixed,
+    /// One value per rank (each rank sets its own: an all-gather made of a maximum).
+    PerRank,
+    /// One value per rank and two flags (a root's counts for every rank).
+    PerRankAndFlags,
+}
+
+impl Kind {
+    /// The number of values of this kind on a communicator of `size` ranks.
+    pub(crate) fn len(self, size: usize) -> usize {
+        match self {
+            Kind::Fixed => 4,
+            Kind::PerRank => size,
+            Kind::PerRankAndFlags => size + 2,
+        }
+    }
+
+    /// The first of the three tags of this kind's messages.
+    fn tag(self) -> c_int {
+        match self {
+            Kind::Fixed => 0,
+            Kind::PerRank => 10,
+            Kind::PerRankAndFlags => 20,
+        }
+    }
+}
+
+/// The tag of [`all_to_all`]'s messages (one value each).
+const ALL_TO_ALL_TAG: c_int = 30;
+
+/// A communicator's rank as MPI's `int`.
+fn int_rank(k: usize) -> c_int {
+    c_int::try_from(k).expect("the ranks of a communicator are `int`s")
+}
+
+/// Replaces `acc` by the element-wise maximum of every rank's `acc` over the `size` ranks of the communicator whose
+/// private duplicate is `p` (this rank is `rank`). Every rank must call it at the same point with the same `kind`.
+/// `wait` completes a request while advancing pending receives.
+///
+/// # Panics
+/// If `acc` is not `kind.len(size)` long.
 pub(crate) fn all_max(
     p: &RawComm,
     rank: usize,
     size: usize,
-    mine: Values,
+    kind: Kind,
+    acc: &mut [u64],
     wait: &mut dyn FnMut(&mut RawRequest) -> RawResult<()>,
-) -> RawResult<Values> {
-    let mut acc = mine;
+) -> RawResult<()> {
+    assert_eq!(acc.len(), kind.len(size), "an agreement of {kind:?} at {size} ranks");
     if size < 2 {
-        return Ok(acc);
+        return Ok(());
     }
-    let max = |a: &mut Values, b: Values| a.iter_mut().zip(b).for_each(|(x, y)| *x = (*x).max(y));
-    let r = |k: usize| c_int::try_from(k).expect("the ranks of a communicator are `int`s");
+    let mut got = vec![0u64; acc.len()];
+    let max = |a: &mut [u64], b: &[u64]| a.iter_mut().zip(b).for_each(|(x, y)| *x = (*x).max(*y));
+    let tag = kind.tag();
     // The largest power of two not above `size`; the first `2 * extra` ranks pair up first, the even one of each
     // pair handing its values to the odd one and waiting for the result.
     let pof2 = 1usize << (usize::BITS - 1 - size.leading_zeros());
     let extra = size - pof2;
     let active = if rank < 2 * extra {
         if rank.is_multiple_of(2) {
-            exchange(p, Some(r(rank + 1)), None, 0, &acc, wait)?;
+            exchange(p, Some(int_rank(rank + 1)), None, tag, acc, &mut got, wait)?;
             None
         } else {
-            let got = exchange(p, None, Some(r(rank - 1)), 0, &acc, wait)?;
-            max(&mut acc, got);
+            exchange(p, None, Some(int_rank(rank - 1)), tag, acc, &mut got, wait)?;
+            max(acc, &got);
             Some(rank / 2)
         }
     } else {
@@ -147,58 +189,127 @@ pub(crate) fn all_max(
         let mut mask = 1;
         while mask < pof2 {
             let other = me ^ mask;
-            let partner = if other < extra { 2 * other + 1 } else { other + extra };
-            let got = exchange(p, Some(r(partner)), Some(r(partner)), 1, &acc, wait)?;
-            max(&mut acc, got);
+            let partner = int_rank(if other < extra { 2 * other + 1 } else { other + extra });
+            exchange(p, Some(partner), Some(partner), tag + 1, acc, &mut got, wait)?;
+            max(acc, &got);
             mask <<= 1;
         }
     }
     if rank < 2 * extra {
         if rank % 2 == 1 {
-            exchange(p, Some(r(rank - 1)), None, 2, &acc, wait)?;
+            exchange(p, Some(int_rank(rank - 1)), None, tag + 2, acc, &mut got, wait)?;
         } else {
-            acc = exchange(p, None, Some(r(rank + 1)), 2, &acc, wait)?;
+            exchange(p, None, Some(int_rank(rank + 1)), tag + 2, acc, &mut got, wait)?;
+            acc.copy_from_slice(&got);
         }
     }
-    Ok(acc)
+    Ok(())
 }
 
-/// Sends `out` to `to` and receives from `from` (either may be absent), with `tag`, on the private duplicate.
+/// Sends `mine[r]` to every other rank r and returns what each rank sent to this one (this rank's own value in
+/// its place), on the private duplicate `p`.
+///
+/// # Panics
+/// If `mine` is not `size` long.
+pub(crate) fn all_to_all(
+    p: &RawComm,
+    rank: usize,
+    size: usize,
+    mine: &[u64],
+    wait: &mut dyn FnMut(&mut RawRequest) -> RawResult<()>,
+) -> RawResult<Vec<u64>> {
+    assert_eq!(mine.len(), size, "one value per rank");
+    // Declared before the requests, so that they are dropped (which waits for them) first.
+    let mut got = vec![0u64; size];
+    got[rank] = mine[rank];
+    let mut reqs = Vec::with_capacity(2 * size);
+    for (r, slot) in got.iter_mut().enumerate().filter(|&(r, _)| r != rank) {
+        reqs.push(irecv(p, int_rank(r), ALL_TO_ALL_TAG, std::slice::from_mut(slot))?);
+    }
+    for (r, v) in mine.iter().enumerate().filter(|&(r, _)| r != rank) {
+        reqs.push(isend(p, int_rank(r), ALL_TO_ALL_TAG, std::slice::from_ref(v))?);
+    }
+    for req in &mut reqs {
+        wait(req)?;
+    }
+    drop(reqs);
+    Ok(got)
+}
+
+/// Sends `out` to `to` and receives `into` from `from` (either may be absent), with `tag`, on the private
+/// duplicate.
 fn exchange(
     p: &RawComm,
     to: Option<c_int>,
     from: Option<c_int>,
     tag: c_int,
-    out: &Values,
+    out: &[u64],
+    into: &mut [u64],
     wait: &mut dyn FnMut(&mut RawRequest) -> RawResult<()>,
-) -> RawResult<Values> {
-    // Declared before the requests, so that they are dropped (which waits for them) first.
-    let mut got: Values = [0; 4];
-    // SAFETY: reading a constant exported by rsmpi's shim.
-    let dt = unsafe { ffi::RSMPI_INT64_T };
-    let mut recv = None;
-    if let Some(s) = from {
-        let mut h = MaybeUninit::<ffi::MPI_Request>::uninit();
-        // SAFETY: `got` holds four 64-bit integers and outlives the request. Only `exchange` sends on the private
-        // duplicate (it is never handed out), and always four such integers, so no message is larger than `got`.
-        rc(unsafe { ffi::MPI_Irecv(got.as_mut_ptr().cast(), LEN, dt, s, tag, p.handle, h.as_mut_ptr()) })?;
-        // SAFETY: initialised by the successful call.
-        recv = Some(RawRequest::new(unsafe { h.assume_init() }));
+) -> RawResult<()> {
+    let recv = from.map(|s| irecv(p, s, tag, into)).transpose()?;
+    let send = to.map(|d| isend(p, d, tag, out)).transpose()?;
+    for mut req in recv.into_iter().chain(send) {
+        wait(&mut req)?;
     }
-    let mut send = None;
-    if let Some(d) = to {
-        let mut h = MaybeUninit::<ffi::MPI_Request>::uninit();
-        // SAFETY: `out` is borrowed for this call, which completes (or drops, which waits for) the request.
-        rc(unsafe { ffi::MPI_Isend(out.as_ptr().cast(), LEN, dt, d, tag, p.handle, h.as_mut_ptr()) })?;
-        // SAFETY: initialised by the successful call.
-        send = Some(RawRequest::new(unsafe { h.assume_init() }));
+    Ok(())
+}
+
+/// `MPI_Irecv` of `into.len()` values. The request borrows `into` (its drop waits for it).
+fn irecv<'a>(p: &RawComm, source: c_int, tag: c_int, into: &'a mut [u64]) -> RawResult<Borrowed<'a>> {
+    let n = c_int::try_from(into.len()).expect("agreements are at most size + 2 values");
+    let mut h = MaybeUninit::<ffi::MPI_Request>::uninit();
+    // SAFETY: `into` holds `n` 64-bit integers and stays borrowed until the request completes (`Borrowed`). Only
+    // this module sends on the private duplicate (it is never handed out), and a message with this tag holds
+    // exactly as many values as the receive of this tag asks for (`Kind`), so no message is larger than `into`.
+    rc(unsafe {
+        ffi::MPI_Irecv(
+            into.as_mut_ptr().cast(),
+            n,
+            ffi::RSMPI_UINT64_T,
+            source,
+            tag,
+            p.handle,
+            h.as_mut_ptr(),
+        )
+    })?;
+    // SAFETY: initialised by the successful call.
+    Ok(Borrowed(RawRequest::new(unsafe { h.assume_init() }), PhantomData))
+}
+
+/// `MPI_Isend` of `out`. The request borrows `out` (its drop waits for it).
+fn isend<'a>(p: &RawComm, dest: c_int, tag: c_int, out: &'a [u64]) -> RawResult<Borrowed<'a>> {
+    let n = c_int::try_from(out.len()).expect("agreements are at most size + 2 values");
+    let mut h = MaybeUninit::<ffi::MPI_Request>::uninit();
+    // SAFETY: `out` holds `n` 64-bit integers and stays borrowed until the request completes (`Borrowed`).
+    rc(unsafe {
+        ffi::MPI_Isend(
+            out.as_ptr().cast(),
+            n,
+            ffi::RSMPI_UINT64_T,
+            dest,
+            tag,
+            p.handle,
+            h.as_mut_ptr(),
+        )
+    })?;
+    // SAFETY: initialised by the successful call.
+    Ok(Borrowed(RawRequest::new(unsafe { h.assume_init() }), PhantomData))
+}
+
+/// A request that borrows its memory for `'a`: dropping it waits for it (`RawRequest`'s drop) before the borrow
+/// ends.
+struct Borrowed<'a>(RawRequest, PhantomData<&'a mut [u64]>);
+
+impl std::ops::Deref for Borrowed<'_> {
+    type Target = RawRequest;
+    fn deref(&self) -> &RawRequest {
+        &self.0
     }
-    if let Some(req) = recv.as_mut() {
-        wait(req)?;
+}
+
+impl std::ops::DerefMut for Borrowed<'_> {
+    fn deref_mut(&mut self) -> &mut RawRequest {
+        &mut self.0
     }
-    if let Some(req) = send.as_mut() {
-        wait(req)?;
-    }
-    drop((recv, send));
-    Ok(got)
 }

@@ -72,6 +72,7 @@ static void expect_count(MPI_Status *st, MPI_Datatype t, int n, const char *what
 /* The agreement steps are made of non-blocking operations (completed here with MPI_Wait). Their result also says
  * whether some spmd rank has receives pending: then the data call that follows is the non-blocking form on every
  * rank (MPI never matches a blocking collective with a non-blocking one). This side never has any. */
+#define BAD (1ull << 63)
 #define BUSY (1ull << 61)
 #define COUNT (BUSY - 1)
 
@@ -89,10 +90,10 @@ static void wait1(MPI_Request *q) { MPI_Wait(q, MPI_STATUS_IGNORE); }
         }                                                                                                              \
     } while (0)
 
-/* The first agreement of fixed-count collectives on a communicator is a non-blocking all-reduce on it; when the
- * ranks agreed and no spmd rank has receives pending, every rank then makes a duplicate with MPI_Comm_dup, kept as an
- * attribute of the communicator (as spmd keeps its own), and the next agreements travel on the duplicate. (This
- * side contributes no flags, so its own values are what an agreement with no flag set gives.) */
+/* The first agreement on a communicator is a non-blocking collective on it (MPI_Iallreduce, MPI_Iallgather or
+ * MPI_Ialltoall); when it shows that the ranks agreed and no spmd rank has receives pending, every rank then
+ * makes a duplicate with MPI_Comm_dup, kept as an attribute of the communicator (as spmd keeps its own), and the
+ * next agreements travel on the duplicate as point-to-point messages. */
 static int private_key = MPI_KEYVAL_INVALID;
 
 static int free_private(MPI_Comm comm, int key, void *value, void *extra) {
@@ -118,48 +119,39 @@ static void make_private(MPI_Comm comm) {
     MPI_Comm_set_attr(comm, private_key, p);
 }
 
-/* Sends four int64 to `to` and receives four from `from` (-1: none) with `tag` on the private duplicate. */
-static void exchange(MPI_Comm p, int to, int from, int tag, const int64_t *out, int64_t *in) {
+/* Sends n uint64 to `to` and receives n from `from` (-1: none) with `tag` on the private duplicate. */
+static void exchange(MPI_Comm p, int to, int from, int tag, const uint64_t *out, uint64_t *in, int n) {
     MPI_Request q[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
-    if (from >= 0) MPI_Irecv(in, 4, MPI_INT64_T, from, tag, p, &q[0]);
-    if (to >= 0) MPI_Isend(out, 4, MPI_INT64_T, to, tag, p, &q[1]);
+    if (from >= 0) MPI_Irecv(in, n, MPI_UINT64_T, from, tag, p, &q[0]);
+    if (to >= 0) MPI_Isend(out, n, MPI_UINT64_T, to, tag, p, &q[1]);
     wait1(&q[0]); /* (not MPI_Waitall with MPI_STATUSES_IGNORE, which gcc misreads with MPICH's mpi.h) */
     wait1(&q[1]);
 }
 
-static void max4(int64_t *acc, const int64_t *got) {
-    for (int i = 0; i < 4; i++) acc[i] = got[i] > acc[i] ? got[i] : acc[i];
+static void max_n(uint64_t *acc, const uint64_t *got, int n) {
+    for (int i = 0; i < n; i++) acc[i] = got[i] > acc[i] ? got[i] : acc[i];
 }
 
-/* The element-wise maximum of acc over the ranks of comm; on the duplicate, by recursive doubling: with pof2 the largest power of
- * two not above the size and extra the rest, the first 2 * extra ranks pair up (the even one hands its values to
- * the odd one, tag 0, and gets the result back at the end, tag 2); the pof2 remaining ranks exchange with the
- * rank whose index differs in one bit, lowest bit first (tag 1). */
-static void all_max(MPI_Comm comm, int64_t *acc) {
-    MPI_Comm p = private_of(comm);
-    if (p == MPI_COMM_NULL) {
-        int64_t out[4];
-        MPI_Request q;
-        MPI_Iallreduce(acc, out, 4, MPI_INT64_T, MPI_MAX, comm, &q);
-        wait1(&q);
-        if (out[0] == acc[0] && out[1] == acc[1] && out[2] == 0 && out[3] == 0) make_private(comm);
-        memcpy(acc, out, sizeof out);
-        return;
-    }
+/* The element-wise maximum of acc (n values) over the ranks of comm, on its duplicate p, by recursive doubling:
+ * with pof2 the largest power of two not above the size and extra the rest, the first 2 * extra ranks pair up
+ * (the even one hands its values to the odd one, tag base, and gets the result back at the end, tag base + 2);
+ * the pof2 remaining ranks exchange with the rank whose index differs in one bit, lowest bit first (tag
+ * base + 1). The tag base tells the length: 0 for 4 values, 10 for one per rank, 20 for one per rank and two. */
+static void all_max(MPI_Comm p, uint64_t *acc, int n, int base) {
     int rank, size;
-    MPI_Comm_rank(comm, &rank);
-    MPI_Comm_size(comm, &size);
+    MPI_Comm_rank(p, &rank);
+    MPI_Comm_size(p, &size);
     if (size < 2) return;
     int pof2 = 1;
     while (pof2 * 2 <= size) pof2 *= 2;
     int extra = size - pof2, mine = -1;
-    int64_t got[4];
+    uint64_t got[MAXP + 2];
     if (rank < 2 * extra) {
         if (rank % 2 == 0) {
-            exchange(p, rank + 1, -1, 0, acc, got);
+            exchange(p, rank + 1, -1, base, acc, got, n);
         } else {
-            exchange(p, -1, rank - 1, 0, acc, got);
-            max4(acc, got);
+            exchange(p, -1, rank - 1, base, acc, got, n);
+            max_n(acc, got, n);
             mine = rank / 2;
         }
     } else {
@@ -167,40 +159,87 @@ static void all_max(MPI_Comm comm, int64_t *acc) {
     }
     for (int mask = 1; mine >= 0 && mask < pof2; mask <<= 1) {
         int other = mine ^ mask, partner = other < extra ? 2 * other + 1 : other + extra;
-        exchange(p, partner, partner, 1, acc, got);
-        max4(acc, got);
+        exchange(p, partner, partner, base + 1, acc, got, n);
+        max_n(acc, got, n);
     }
     if (rank < 2 * extra) {
         if (rank % 2 == 1) {
-            exchange(p, rank - 1, -1, 2, acc, got);
+            exchange(p, rank - 1, -1, base + 2, acc, got, n);
         } else {
-            exchange(p, -1, rank + 1, 2, acc, got);
-            memcpy(acc, got, sizeof got);
+            exchange(p, -1, rank + 1, base + 2, acc, got, n);
+            memcpy(acc, got, n * sizeof *got);
         }
     }
 }
 
-/* Fixed-count collectives: the maximum of [n, -n, bad, busy]. Returns busy. */
-static int agree_fixed(MPI_Comm comm, int64_t n) {
-    int64_t acc[4] = {n, -n, 0, 0};
-    all_max(comm, acc);
-    CHECK(acc[0] == n && acc[1] == -n && acc[2] == 0, "agreement on n = %lld gave [%lld, %lld, %lld]", (long long)n,
-          (long long)acc[0], (long long)acc[1], (long long)acc[2]);
+/* Fixed-count collectives: the maximum of [n, ~n, bad, busy] (the second gives the smallest n). Returns busy. */
+static int agree_fixed(MPI_Comm comm, uint64_t n) {
+    uint64_t acc[4] = {n, ~n, 0, 0};
+    MPI_Comm p = private_of(comm);
+    if (p != MPI_COMM_NULL) {
+        all_max(p, acc, 4, 0);
+    } else {
+        uint64_t out[4];
+        MPI_Request q;
+        MPI_Iallreduce(acc, out, 4, MPI_UINT64_T, MPI_MAX, comm, &q);
+        wait1(&q);
+        memcpy(acc, out, sizeof out);
+        if (acc[0] == n && acc[1] == ~n && acc[2] == 0 && acc[3] == 0) make_private(comm);
+    }
+    CHECK(acc[0] == n && acc[1] == ~n && acc[2] == 0, "agreement on n = %llu gave [%llu, %llu, %llu]",
+          (unsigned long long)n, (unsigned long long)acc[0], (unsigned long long)~acc[1], (unsigned long long)acc[2]);
     return acc[3] != 0;
 }
 
-/* Gatherv and allgatherv: a non-blocking all-gather of every rank's send count (flag bits above). */
+/* Whether every rank's announced count has neither the bad nor the busy flag (then the duplicate is made). */
+static int settled(const uint64_t *all) {
+    for (int r = 0; r < np; r++)
+        if (all[r] & (BAD | BUSY)) return 0;
+    return 1;
+}
+
+/* Gatherv and allgatherv: every rank's send count (flag bits above), all-gathered: with MPI_Iallgather at first,
+ * then as a maximum over the duplicate where every rank sets its own entry. */
 static int agree_allgather(uint64_t mine, const int *expect) {
     uint64_t all[MAXP];
-    MPI_Request q;
     int busy = 0;
-    MPI_Iallgather(&mine, 1, MPI_UINT64_T, all, 1, MPI_UINT64_T, W, &q);
-    wait1(&q);
+    MPI_Comm p = private_of(W);
+    if (p != MPI_COMM_NULL) {
+        memset(all, 0, sizeof all);
+        all[me] = mine;
+        all_max(p, all, np, 10);
+    } else {
+        MPI_Request q;
+        MPI_Iallgather(&mine, 1, MPI_UINT64_T, all, 1, MPI_UINT64_T, W, &q);
+        wait1(&q);
+        if (settled(all)) make_private(W);
+    }
     for (int r = 0; r < np; r++) {
         CHECK((all[r] & COUNT) == (uint64_t)expect[r], "rank %d announced %llu", r, (unsigned long long)all[r]);
         busy |= (all[r] & BUSY) != 0;
     }
     return busy;
+}
+
+/* Alltoallv: every rank's count for every other: MPI_Ialltoall at first, then one message to and from each
+ * other rank (tag 30) over the duplicate. */
+static void agree_alltoall(const uint64_t *mine, uint64_t *got) {
+    MPI_Comm p = private_of(W);
+    if (p == MPI_COMM_NULL) {
+        MPI_Request q;
+        MPI_Ialltoall(mine, 1, MPI_UINT64_T, got, 1, MPI_UINT64_T, W, &q);
+        wait1(&q);
+        if (settled(got)) make_private(W);
+        return;
+    }
+    MPI_Request q[2 * MAXP];
+    int k = 0;
+    got[me] = mine[me];
+    for (int r = 0; r < np; r++)
+        if (r != me) MPI_Irecv(&got[r], 1, MPI_UINT64_T, r, 30, p, &q[k++]);
+    for (int r = 0; r < np; r++)
+        if (r != me) MPI_Isend(&mine[r], 1, MPI_UINT64_T, r, 30, p, &q[k++]);
+    for (int i = 0; i < k; i++) wait1(&q[i]);
 }
 
 /* ----- point-to-point ----- */
@@ -296,9 +335,16 @@ static void scatterv(int checked, int root) {
         uint64_t c[MAXP + 2], out[MAXP + 2];
         for (int r = 0; r < np; r++) c[r] = me == root ? (uint64_t)counts[r] : 0;
         c[np] = c[np + 1] = 0;
-        MPI_Request q;
-        MPI_Iallreduce(c, out, np + 2, MPI_UINT64_T, MPI_MAX, W, &q);
-        wait1(&q);
+        MPI_Comm p = private_of(W);
+        if (p != MPI_COMM_NULL) {
+            memcpy(out, c, (np + 2) * sizeof *c);
+            all_max(p, out, np + 2, 20);
+        } else {
+            MPI_Request q;
+            MPI_Iallreduce(c, out, np + 2, MPI_UINT64_T, MPI_MAX, W, &q);
+            wait1(&q);
+            if (out[np] == 0 && out[np + 1] == 0) make_private(W);
+        }
         for (int r = 0; r < np; r++) CHECK(out[r] == (uint64_t)counts[r], "scatterv counts from %d: %d", root, r);
         CHECK(out[np] == 0, "scatterv: a rank reported unusable arguments");
         nb = out[np + 1] != 0;
@@ -355,9 +401,7 @@ static void alltoallv(int checked) {
     if (checked) {
         uint64_t mine[MAXP], got[MAXP];
         for (int k = 0; k < np; k++) mine[k] = sc[k];
-        MPI_Request q;
-        MPI_Ialltoall(mine, 1, MPI_UINT64_T, got, 1, MPI_UINT64_T, W, &q);
-        wait1(&q);
+        agree_alltoall(mine, got);
         for (int k = 0; k < np; k++) {
             CHECK((got[k] & COUNT) == (uint64_t)rc[k], "alltoallv: rank %d announced %llu", k, (unsigned long long)got[k]);
             nb |= (got[k] & BUSY) != 0;

@@ -1497,6 +1497,51 @@ fn agreement_on_every_handle(comm: &Comm) -> spmd::Result<()> {
     let mut out = [0u64];
     fresh.all_reduce_buf(&[1u64], &mut out, Op::Sum)?;
     check!(comm, out[0] == n as u64, "all-reduce after a mismatch gave {}", out[0]);
+    // The variable-count agreements (counts of every rank, a root's counts, counts for every pair) travel on a
+    // duplicate too, through either handle; on a new communicator the first of them makes it.
+    let fresh = comm.dup()?;
+    // SAFETY: as above.
+    let alias = unsafe { Comm::from_raw(crate::common::universe(), fresh.as_raw()) }?;
+    for round in 0..3 {
+        let h = if round == 0 || (r + round) % 2 == 0 {
+            &fresh
+        } else {
+            &alias
+        };
+        let counts: Vec<usize> = (0..n).map(|q| q + 1).collect();
+        let mut all = vec![0u64; counts.iter().sum()];
+        h.all_gather_varcount_buf(&vec![r as u64; r + 1][..], &mut all[..], &counts)?;
+        let want: Vec<u64> = (0..n).flat_map(|q| vec![q as u64; q + 1]).collect();
+        check!(comm, all == want, "round {round}: all-gather with counts gave {all:?}");
+        let mut mine = vec![0u64; r + 1];
+        if r == 0 {
+            h.scatter_varcount_buf_root(&want[..], &counts, &mut mine[..])?;
+        } else {
+            h.scatter_varcount_buf_from(0, &mut mine[..])?;
+        }
+        check!(
+            comm,
+            mine == vec![r as u64; r + 1],
+            "round {round}: scatter with counts gave {mine:?}"
+        );
+        // Rank r sends q + 1 values to rank q.
+        let send: Vec<u64> = (0..n).flat_map(|q| vec![r as u64; q + 1]).collect();
+        let mut got = vec![0u64; n * (r + 1)];
+        h.all_to_all_varcount_buf(&send[..], &counts, &mut got[..], &vec![r + 1; n])?;
+        let want: Vec<u64> = (0..n).flat_map(|q| vec![q as u64; r + 1]).collect();
+        check!(comm, got == want, "round {round}: all-to-all with counts gave {got:?}");
+    }
+    // Counts that disagree, seen over the duplicate: an error on every rank.
+    let mut all = vec![0u64; n + 1];
+    let counts: Vec<usize> = (0..n).map(|q| if q == 0 { 2 } else { 1 }).collect();
+    let got = fresh.all_gather_varcount_buf(&[1u64][..], &mut all[..], &counts);
+    if n > 1 {
+        check!(
+            comm,
+            matches!(&got, Err(e) if e.kind() == ErrorKind::SizeMismatch),
+            "rank 0 sent 1 value where the counts say 2: {got:?}"
+        );
+    }
     Ok(())
 }
 
