@@ -6,7 +6,8 @@
 //! [`crate::runtime`]). Cloning a `Comm` gives another handle to the same communicator; [`Comm::dup`] creates a
 //! new one with its own message context. Messaging operations on `Comm` live in [`crate::p2p`] and
 //! [`crate::collective`]. spmd's messages travel on the communicator itself, as a C program's would: a C library
-//! given [`Comm::as_raw`] exchanges messages with spmd calls on the same communicator.
+//! given [`Comm::as_raw`] exchanges messages with spmd calls on the same communicator. (Only the size agreements of
+//! checked collectives travel on a private duplicate, made by the first of them, see [`crate::collective`].)
 //!
 //! ```no_run
 //! let universe = spmd::init()?;

@@ -4,19 +4,21 @@
 //! # Buffers
 //! `*_buf` operations are MPI's own collectives on the user's communicator (`MPI_Bcast`, `MPI_Gather`,
 //! `MPI_Gatherv`, `MPI_Allreduce`, ...), on typed memory with no copies and no serialisation, so a C or mpi4py
-//! rank making the mirror-image call takes part in the same collective. Reductions take an [`Op`].
+//! rank making the mirror-image call takes part in the same collective (of an unchecked handle; a checked one
+//! first agrees on sizes, below, which a C peer would have to mirror step for step, as `tests/interop/peer.c`
+//! does). Reductions take an [`Op`].
 //!
-//! Every rank must pass sizes that agree, as in MPI — but where MPI would then write past a buffer (Open MPI
-//! does), spmd first agrees on them: each buffer collective starts with one small all-reduce of the sizes, and a
-//! disagreement is an [`ErrorKind::SizeMismatch`] error on every rank, naming the sizes (a mistake only one rank
-//! can see, such as a root buffer of the wrong length, is reported by that rank and as "another rank" by the
-//! others). Variable-count collectives exchange the actual counts instead (one small gather-like call), which also
-//! tells every rank how much really arrives. Both are made of non-blocking point-to-point messages on a private
-//! duplicate of the communicator, which the first checked collective on it makes (its own agreement is a
-//! non-blocking MPI collective on the communicator itself); an agreement costs about one message exchange at two
-//! ranks (see README's performance table). Each communicator that makes checked collectives thus holds a second one, freed with it (MPI libraries
-//! bound how many communicators exist: MPICH to a few thousand). [`Comm::unchecked`] gives a handle without the
-//! agreement, whose collectives are the bare MPI calls.
+//! Every rank must pass sizes that agree, as in MPI — but where MPI would then write past a buffer (Open MPI does),
+//! spmd first agrees on them: each buffer collective starts with one small all-reduce of the sizes, and a disagreement
+//! is an [`ErrorKind::SizeMismatch`] error on every rank, naming the sizes (a mistake only one rank can see, such as a
+//! root buffer of the wrong length, is reported by that rank and as "another rank" by the others). Variable-count
+//! collectives exchange the actual counts instead (one value per rank), which also tells every rank how much really
+//! arrives. Both are made of non-blocking point-to-point messages on a private duplicate of the communicator,
+//! which the first checked collective on it makes (its own agreement is a non-blocking MPI collective on the
+//! communicator itself); an agreement costs about one message exchange at two ranks (see README's performance table).
+//! Each communicator that makes checked collectives thus holds a second one, freed with it (MPI libraries bound how
+//! many communicators exist: MPICH to a few thousand). [`Comm::unchecked`] gives a handle without the agreement, whose
+//! collectives are the bare MPI calls.
 //!
 //! Root-only arguments are `Option`s, and every rooted operation also comes as a pair of methods that need no
 //! `None`: `*_root` (called by the root) and `*_to` / `*_from` (called by the others):
@@ -254,7 +256,7 @@ impl Comm<'_> {
     /// Runs an agreement step of a checked collective: `over_private` on the communicator's private duplicate
     /// (see `sys::agree`) when it has one; otherwise `first`, an MPI collective on the communicator itself, after
     /// which every rank makes the duplicate if `settled` says so of the result (which must be the same on every
-    /// rank, and true only if the ranks agreed and none has receives pending).
+    /// rank, and true only if no rank reported an error and none has receives pending).
     pub(crate) fn agreement<T>(
         &self,
         op: &str,
@@ -268,7 +270,9 @@ impl Comm<'_> {
         }
         let out = first()?;
         if settled(&out) {
-            self.inner.raw.make_private()?;
+            // If making it fails (MPI fails a communicator creation on every rank), agreements stay MPI
+            // collectives on every rank.
+            let _ = self.inner.raw.make_private();
         }
         Ok(out)
     }

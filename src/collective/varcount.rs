@@ -1,13 +1,13 @@
 //! Buffer collectives with variable counts: `MPI_Gatherv`, `MPI_Scatterv`, `MPI_Allgatherv`, `MPI_Alltoallv`.
 //!
-//! On a checked handle each starts by exchanging the counts every rank really sends (one `u64` per rank, in the
-//! shape of an all-gather, or of an all-to-all for `MPI_Alltoallv`; non-blocking messages on the communicator's
-//! private duplicate, see [`Comm::agreement`]), so a receiver never trusts counts that disagree with the sender: a rank whose counts are
-//! wrong receives into scratch memory of the right size and returns [`ErrorKind::SizeMismatch`], and its buffer is
-//! never overrun. The same exchange carries two flags: a local error (every rank then fails without moving data)
-//! and "some count or offset exceeds `int`", which sends every rank to the large-count path (`MPI_Alltoallw` with
-//! one datatype per block) together. A third flag says a rank has receives pending, which makes every rank use
-//! the non-blocking form of the data call (see [`crate::collective`]).
+//! On a checked handle each starts by exchanging the counts every rank really sends (one `u64` per rank, in the shape
+//! of an all-gather, or of an all-to-all for `MPI_Alltoallv`; non-blocking messages on the communicator's private
+//! duplicate, see [`Comm::agreement`]), so a receiver never trusts counts that disagree with the sender: a rank whose
+//! counts are wrong receives into scratch memory of the right size and returns [`ErrorKind::SizeMismatch`], and its
+//! buffer is never overrun. The same exchange carries two flags: a local error (every rank then fails without moving
+//! data) and "some count or offset exceeds `int`", which sends every rank to the large-count path (`MPI_Alltoallw` with
+//! one datatype per block) together. A third flag says a rank has receives pending, which makes every rank use the
+//! non-blocking form of the data call (see [`crate::collective`]).
 //!
 //! (One file for the four calls: they share the count exchange, its flags and the large-count path.)
 

@@ -3,9 +3,10 @@
 //!
 //! # Start-up
 //! [`init`] calls `MPI_Init_thread` and nothing else that involves other processes: no barrier, no communicator
-//! duplication (unless `SPMD_HEARTBEAT` is set, below). [`Universe::world`] is `MPI_COMM_WORLD` itself, so spmd ranks can share a job with C, Fortran or
-//! mpi4py ranks (`mpirun -np 2 ./c_prog : -np 2 ./spmd_prog`), whose collective calls on `MPI_COMM_WORLD` match
-//! spmd's one for one.
+//! duplication (unless `SPMD_HEARTBEAT` is set, below). [`Universe::world`] is `MPI_COMM_WORLD` itself, so spmd ranks
+//! can share a job with C, Fortran or mpi4py ranks (`mpirun -np 2 ./c_prog : -np 2 ./spmd_prog`), whose collective
+//! calls on `MPI_COMM_WORLD` match those of spmd's unchecked handles one for one (a checked collective adds its size
+//! agreement, see [`crate::collective`]).
 //!
 //! # Adoption
 //! When MPI was started by other code in the same process (a C `main` that calls into Rust, mpi4py, rsmpi),

@@ -13,7 +13,13 @@
 //! communicator itself; when that shows the ranks agreed and none has receives pending, every rank then makes the
 //! duplicate (`MPI_Comm_dup`: with no receive pending anywhere, a blocking call holds up no peer), and it is kept
 //! as an attribute of the communicator: every handle of one communicator finds the same duplicate, `MPI_Comm_dup`
-//! does not copy it, and it is freed when the communicator is.
+//! does not copy it, and it is freed when the communicator is. If making it fails, agreements stay MPI collectives
+//! (and the next one tries again). With the hang diagnosis on, every rank counts as having receives pending (its
+//! waits are test loops that watch the clock), so the duplicate is not made and agreements stay MPI collectives.
+//!
+//! Not handled: an MPI error in the middle of an agreement over the duplicate (a failed peer) leaves its message
+//! streams out of step, so a later agreement could pair values of different collectives; such an error ends the
+//! job under spmd's failure policy.
 
 use std::ffi::{c_int, c_void};
 use std::marker::PhantomData;
@@ -42,18 +48,20 @@ unsafe extern "C" fn no_copy(
     ffi::MPI_SUCCESS as c_int
 }
 
-/// Attribute delete callback: frees the duplicate when its communicator is freed.
+/// Attribute delete callback: frees the duplicate when its communicator is freed. Always succeeds: the value is
+/// gone once this runs (an error here would leave MPI holding a freed pointer).
 unsafe extern "C" fn free_duplicate(
     _comm: ffi::MPI_Comm,
     _keyval: c_int,
     value: *mut c_void,
     _extra: *mut c_void,
 ) -> c_int {
-    // SAFETY: every value stored under `KEYVAL` is a `Box<MPI_Comm>` leaked by `private`, and MPI calls this
+    // SAFETY: every value stored under `KEYVAL` is a `Box<MPI_Comm>` leaked by `make_private`, and MPI calls this
     // once per stored value, so the box is taken back once.
     let mut dup = unsafe { Box::from_raw(value.cast::<ffi::MPI_Comm>()) };
-    // SAFETY: the duplicate was created by `private` and is freed once, here.
-    unsafe { ffi::MPI_Comm_free(&mut *dup) }
+    // SAFETY: the duplicate was created by `make_private` and is freed once, here.
+    let _ = unsafe { ffi::MPI_Comm_free(&mut *dup) };
+    ffi::MPI_SUCCESS as c_int
 }
 
 fn keyval() -> Result<c_int> {
@@ -84,32 +92,35 @@ impl RawComm {
 
     /// Makes the private duplicate (`MPI_Comm_dup`, collective) and keeps it as an attribute of this
     /// communicator, which frees it when it is freed.
-    pub(crate) fn make_private(&self) -> Result<RawComm> {
+    pub(crate) fn make_private(&self) -> Result<()> {
         let key = keyval()?;
         let mut new = MaybeUninit::<ffi::MPI_Comm>::uninit();
         // SAFETY: valid handle and out pointer.
         let code = unsafe { ffi::MPI_Comm_dup(self.handle, new.as_mut_ptr()) };
         check(code, "MPI_Comm_dup")?;
         // SAFETY: initialised by the successful call.
-        let dup = RawComm::borrowed(unsafe { new.assume_init() });
-        dup.set_errors_return()?;
-        let boxed = Box::into_raw(Box::new(dup.handle));
-        // SAFETY: valid handle and key; the box is owned by the attribute from now on (`free_duplicate`).
-        let code = unsafe { ffi::MPI_Comm_set_attr(self.handle, key, boxed.cast()) };
-        if let Err(e) = check(code, "MPI_Comm_set_attr") {
-            // SAFETY: not stored: the box and the duplicate are still ours, freed once here.
-            let mut h = unsafe { Box::from_raw(boxed) };
-            // SAFETY: as above.
-            unsafe { ffi::MPI_Comm_free(&mut *h) };
-            return Err(e);
+        let mut dup = unsafe { new.assume_init() };
+        let stored = RawComm::borrowed(dup).set_errors_return().and_then(|()| {
+            let boxed = Box::into_raw(Box::new(dup));
+            // SAFETY: valid handle and key; on success the box is owned by the attribute (`free_duplicate`).
+            let code = unsafe { ffi::MPI_Comm_set_attr(self.handle, key, boxed.cast()) };
+            check(code, "MPI_Comm_set_attr").inspect_err(|_| {
+                // SAFETY: not stored, so still ours: taken back once.
+                drop(unsafe { Box::from_raw(boxed) });
+            })
+        });
+        if stored.is_err() {
+            // SAFETY: the duplicate was not stored: freed once, here.
+            let _ = unsafe { ffi::MPI_Comm_free(&mut dup) };
         }
-        Ok(dup)
+        stored
     }
 }
 
 /// What an agreement exchanges, which fixes the length of its messages on a communicator of `size` ranks. Each
-/// kind has tags of its own, so every message on the duplicate has the length its tag says: ranks that call
-/// collectives in different orders wait (as MPI's own collectives would), but no receive meets a longer message.
+/// kind has tags of its own, so every message on the duplicate has the length its tag says: over the duplicate,
+/// ranks that call collectives in different orders wait (as MPI's own collectives would), but no receive meets a
+/// longer message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
     /// Four values (a fixed-count collective's sizes and flags).

@@ -9,7 +9,8 @@
 //!   derived datatypes;
 //! - a receive never meets a message larger than its buffer: the size is learnt first with a matched probe
 //!   (`MPI_Mprobe` / `MPI_Improbe`) and that very message is received (`MPI_Mrecv` / `MPI_Imrecv`) — except on
-//!   the private duplicate of the size agreement ([`agree`]), where only spmd sends, always four integers;
+//!   the private duplicate of the size agreements ([`agree`]), where only spmd sends, each tag with a length of
+//!   its own;
 //! - zero-length buffers never pass a dangling address (which some MPIs read as `MPI_IN_PLACE`).
 //!
 //! Standard MPI only: constants that are macros in `mpi.h` come from a small C file compiled against the MPI in
