@@ -16,9 +16,9 @@ use crate::buffer::{Buffer, BufferMut, Data, View, ViewMut, ViewSource, ViewSour
 use crate::comm::Comm;
 use crate::error::{Error, ErrorKind, Result, fail};
 use crate::request;
-use crate::sys::coll::{BlockKind, ScanKind, VArgs, VKind, int_layout};
+use crate::sys::coll::{BlockKind, VArgs, VKind, int_layout};
 use crate::sys::datatype::VBase;
-use crate::sys::{Desc, RawOp, agree};
+use crate::sys::{Desc, agree};
 
 /// Flag bits in the exchanged counts.
 const BAD: u64 = 1 << 63;
@@ -313,24 +313,9 @@ impl<'u> Comm<'u> {
             };
             v.push(local.is_some() as u64);
             v.push((busy() != 0) as u64);
-            let out = self.agreement(
-                op,
-                |private, wait| {
-                    let mut acc = v.clone();
-                    agree::all_max(private, me, p, agree::Kind::PerRankAndFlags, &mut acc, wait).map(|()| acc)
-                },
-                || {
-                    let mut out = vec![0u64; p + 2];
-                    let (sd, rd) = (Desc::of(&v.view())?, Desc::of_mut(&out.view_mut())?);
-                    request::run_collective(op, true, |nb| {
-                        self.inner
-                            .raw
-                            .allreduce_like(ScanKind::All, Some(&sd), &rd, RawOp::Max, nb)
-                    })?;
-                    Ok(out)
-                },
-                |out| out[p] == 0 && out[p + 1] == 0,
-            )?;
+            let out = self.agree_max(op, agree::Kind::PerRankAndFlags, v, |out| {
+                out[p] == 0 && out[p + 1] == 0
+            })?;
             if out[p] != 0 {
                 self.flags_error(op, &[BAD], local)?;
             }
