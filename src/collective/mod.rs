@@ -213,9 +213,7 @@ impl<'u> Comm<'u> {
         // Sizes as [n, !n]: the maximum of both gives the largest and the smallest `n`.
         let n64 = n as u64;
         let mine = [n64, !n64, local.is_some() as u64, request::engine::busy() as u64];
-        let out = self.agree_max(op, agree::Kind::Fixed, mine.to_vec(), |out| {
-            out[..] == [n64, !n64, 0, 0]
-        })?;
+        let out = self.agree_max(op, agree::Kind::Fixed, mine, |out| *out == [n64, !n64, 0, 0])?;
         let (max, min, bad, busy) = (out[0], !out[1], out[2], out[3] != 0);
         if let Some(e) = local {
             return Err(e);
@@ -261,25 +259,29 @@ impl Comm<'_> {
         Ok(out)
     }
 
-    /// An agreement that is the element-wise maximum of every rank's `mine` (of `kind`'s length): over the
-    /// duplicate, or first an `MPI_Iallreduce` on the communicator (see [`Comm::agreement`]).
-    pub(crate) fn agree_max(
+    /// An agreement that is the element-wise maximum of every rank's `mine` (of `kind`'s length; an array for
+    /// the fixed-count agreement, so that it allocates nothing): over the duplicate, or first an `MPI_Iallreduce`
+    /// on the communicator (see [`Comm::agreement`]).
+    pub(crate) fn agree_max<V: AsRef<[u64]> + AsMut<[u64]> + Clone>(
         &self,
         op: &str,
         kind: agree::Kind,
-        mine: Vec<u64>,
-        settled: impl FnOnce(&Vec<u64>) -> bool,
-    ) -> Result<Vec<u64>> {
+        mine: V,
+        settled: impl FnOnce(&V) -> bool,
+    ) -> Result<V> {
         let (rank, size) = (self.inner.rank, self.inner.size);
         self.agreement(
             op,
             |p, wait| {
                 let mut acc = mine.clone();
-                agree::all_max(p, rank, size, kind, &mut acc, wait).map(|()| acc)
+                agree::all_max(p, rank, size, kind, acc.as_mut(), wait).map(|()| acc)
             },
             || {
-                let mut out = vec![0u64; mine.len()];
-                let (sd, rd) = (Desc::of(&mine.view())?, Desc::of_mut(&out.view_mut())?);
+                let mut out = mine.clone();
+                let (sd, rd) = (
+                    Desc::of(&mine.as_ref().view())?,
+                    Desc::of_mut(&out.as_mut().view_mut())?,
+                );
                 request::run_collective(op, true, |nb| {
                     self.inner
                         .raw

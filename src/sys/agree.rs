@@ -177,7 +177,14 @@ pub(crate) fn all_max(
     if size < 2 {
         return Ok(());
     }
-    let mut got = vec![0u64; acc.len()];
+    // What a partner sends: on the stack for the fixed-count agreement, which every checked collective makes.
+    let (mut small, mut large) = ([0u64; 4], Vec::new());
+    let got: &mut [u64] = if acc.len() <= small.len() {
+        &mut small[..acc.len()]
+    } else {
+        large.resize(acc.len(), 0);
+        &mut large
+    };
     let max = |a: &mut [u64], b: &[u64]| a.iter_mut().zip(b).for_each(|(x, y)| *x = (*x).max(*y));
     let tag = kind.tag();
     // The largest power of two not above `size`; the first `2 * extra` ranks pair up first, the even one of each
@@ -186,11 +193,11 @@ pub(crate) fn all_max(
     let extra = size - pof2;
     let active = if rank < 2 * extra {
         if rank.is_multiple_of(2) {
-            exchange(p, Some(int_rank(rank + 1)), None, tag, acc, &mut got, wait)?;
+            exchange(p, Some(int_rank(rank + 1)), None, tag, acc, got, wait)?;
             None
         } else {
-            exchange(p, None, Some(int_rank(rank - 1)), tag, acc, &mut got, wait)?;
-            max(acc, &got);
+            exchange(p, None, Some(int_rank(rank - 1)), tag, acc, got, wait)?;
+            max(acc, got);
             Some(rank / 2)
         }
     } else {
@@ -201,17 +208,17 @@ pub(crate) fn all_max(
         while mask < pof2 {
             let other = me ^ mask;
             let partner = int_rank(if other < extra { 2 * other + 1 } else { other + extra });
-            exchange(p, Some(partner), Some(partner), tag + 1, acc, &mut got, wait)?;
-            max(acc, &got);
+            exchange(p, Some(partner), Some(partner), tag + 1, acc, got, wait)?;
+            max(acc, got);
             mask <<= 1;
         }
     }
     if rank < 2 * extra {
         if rank % 2 == 1 {
-            exchange(p, Some(int_rank(rank - 1)), None, tag + 2, acc, &mut got, wait)?;
+            exchange(p, Some(int_rank(rank - 1)), None, tag + 2, acc, got, wait)?;
         } else {
-            exchange(p, None, Some(int_rank(rank + 1)), tag + 2, acc, &mut got, wait)?;
-            acc.copy_from_slice(&got);
+            exchange(p, None, Some(int_rank(rank + 1)), tag + 2, acc, got, wait)?;
+            acc.copy_from_slice(got);
         }
     }
     Ok(())
