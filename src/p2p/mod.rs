@@ -363,7 +363,7 @@ impl<'u> Comm<'u> {
         let Some(d) = self.dest_arg("send_buf", dest.into(), tag)? else {
             return Ok(());
         };
-        let desc = Desc::of(&buf.view())?;
+        let desc = Desc::of_buf(buf)?;
         self.send_desc("send_buf", &desc, d, tag, Mode::Standard)
     }
 
@@ -389,7 +389,7 @@ impl<'u> Comm<'u> {
         let Some(d) = self.dest_arg("ssend_buf", dest.into(), tag)? else {
             return Ok(());
         };
-        let desc = Desc::of(&buf.view())?;
+        let desc = Desc::of_buf(buf)?;
         self.send_desc("ssend_buf", &desc, d, tag, Mode::Synchronous)
     }
 
@@ -424,9 +424,9 @@ impl<'u> Comm<'u> {
         let Some((s, t)) = self.match_args("recv_buf_into", source.into(), tag.into())? else {
             return Ok(Status::null());
         };
-        let v = buf.view_mut();
-        let desc = Desc::of_mut(&v)?;
-        recv_into_desc(self, "recv_buf_into", &desc, v.elem.name, v.elem.size, s, t)
+        let desc = Desc::of_buf_mut(buf)?;
+        let (name, size) = (std::any::type_name::<B::Item>(), size_of::<B::Item>());
+        recv_into_desc(self, "recv_buf_into", &desc, name, size, s, t)
     }
 
     /// Receives a buffer message of any length into a new `Vec` (sized by a matched probe first).

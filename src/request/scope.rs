@@ -325,7 +325,7 @@ impl<'u> Comm<'u> {
         let Some(d) = self.dest_arg(op, dest, tag)? else {
             return Ok(scope.add_done());
         };
-        let desc = Desc::of(&buf.view())?;
+        let desc = Desc::of_buf(buf)?;
         let req = self
             .inner
             .raw
@@ -375,8 +375,7 @@ impl<'u> Comm<'u> {
         let Some((s, t)) = self.match_args(op, source.into(), tag.into())? else {
             return Ok(scope.add_done());
         };
-        let v = buf.view_mut();
-        let desc = Desc::of_mut(&v)?;
+        let desc = Desc::of_buf_mut(buf)?;
         if !self.checked && !engine::busy() {
             // The caller promised (`Comm::unchecked`) that messages fit: the bare `MPI_Irecv`. With receives
             // pending in the engine it goes there too, so that receives still match in the order they started.
@@ -389,8 +388,8 @@ impl<'u> Comm<'u> {
         }
         let target = engine::Target::Buf {
             desc,
-            name: v.elem.name,
-            elem_bytes: v.elem.size,
+            name: std::any::type_name::<B::Item>(),
+            elem_bytes: size_of::<B::Item>(),
         };
         let id = engine::start(std::sync::Arc::clone(&self.inner), op, s, t, target);
         Ok(scope.add(Slot::Recv(id)))

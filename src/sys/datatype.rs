@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use mpi::ffi;
 
 use super::{RawResult, is_finalized, rc};
-use crate::buffer::{Elem, Layout, View, ViewMut};
+use crate::buffer::{Buffer, BufferMut, Data, Elem, Layout, View, ViewMut, is_number};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Counts above this are described with derived datatypes of this many elements per block.
@@ -385,6 +385,64 @@ impl Desc {
             }
         }
         ((position as usize) >= n).then(|| f(&packed[..n]))
+    }
+
+    /// Describes a buffer: [`Desc::of_contig`] where it applies, else [`Desc::of`] its view.
+    #[inline]
+    pub(crate) fn of_buf<B: Buffer + ?Sized>(buf: &B) -> Result<Desc> {
+        match Desc::of_contig(buf) {
+            Some(d) => Ok(d),
+            None => Desc::of(&buf.view()),
+        }
+    }
+
+    /// Describes a buffer to receive into: [`Desc::of_contig_mut`] where it applies, else [`Desc::of_mut`] its
+    /// view.
+    #[inline]
+    pub(crate) fn of_buf_mut<B: BufferMut + ?Sized>(buf: &mut B) -> Result<Desc> {
+        match Desc::of_contig_mut(buf) {
+            Some(d) => Ok(d),
+            None => Desc::of_mut(&buf.view_mut()),
+        }
+    }
+
+    /// Describes a buffer of one of the number types whose elements lie contiguously (slices, vectors, arrays,
+    /// standard-layout ndarrays, scalars) straight from its memory, without building a view; `None` for any other
+    /// buffer, and for none or more than `i32::MAX` elements, which [`Desc::of`] describes.
+    #[inline]
+    fn of_contig<B: Buffer + ?Sized>(buf: &B) -> Option<Desc> {
+        if !is_number::<B::Item>() {
+            return None;
+        }
+        let (ptr, len) = buf.contig()?;
+        Desc::number_run::<B::Item>(ptr.cast_mut(), len)
+    }
+
+    /// As [`Desc::of_contig`], for a buffer to receive into (its memory exclusively borrowed by the caller).
+    #[inline]
+    fn of_contig_mut<B: BufferMut + ?Sized>(buf: &mut B) -> Option<Desc> {
+        if !is_number::<B::Item>() {
+            return None;
+        }
+        let (ptr, len) = buf.contig_mut()?;
+        Desc::number_run::<B::Item>(ptr, len)
+    }
+
+    /// `len` contiguous elements of the number type `T` from `ptr`, which the buffer that gave them covers.
+    #[inline(always)]
+    fn number_run<T: Data>(ptr: *mut u8, len: usize) -> Option<Desc> {
+        if len == 0 || len > i32::MAX as usize {
+            return None;
+        }
+        Some(Desc {
+            ptr: ptr.cast(),
+            count: len as c_int,
+            // A number type's datatype is predefined: its size is `size_of::<T>()` and nothing to free.
+            dt: Dt::borrowed(mpi::raw::AsRaw::as_raw(&T::equivalent_datatype())),
+            bytes: len * std::mem::size_of::<T>(),
+            packed: true,
+            head: None,
+        })
     }
 
     /// Describes a read-only view.
