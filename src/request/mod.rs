@@ -197,7 +197,12 @@ pub fn wait_all<R: Completion>(reqs: impl IntoIterator<Item = R>) -> Result<Vec<
     if !engine::busy() {
         // No receive waits in the engine: each request's own wait is the bare MPI_Wait (or returns at once), and
         // MPI advances all of them while it waits for one.
-        return reqs.into_iter().map(Completion::wait).collect();
+        let reqs = reqs.into_iter();
+        let mut out = Vec::with_capacity(reqs.size_hint().0);
+        for r in reqs {
+            out.push(r.wait()?);
+        }
+        return Ok(out);
     }
     let mut reqs: Vec<R> = reqs.into_iter().collect();
     // Requests before `first` have completed: each pass looks at the others, from the first not yet done.

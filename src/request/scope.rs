@@ -229,23 +229,28 @@ impl Completion for Request<'_> {
     #[track_caller]
     fn wait(self) -> Result<Status> {
         let _wait = crate::runtime::watch::enter("wait", 0, 0);
-        let slot = std::mem::replace(&mut self.slots.0.borrow_mut()[self.slot], Slot::Done);
-        match slot {
-            Slot::Raw {
-                mut req,
-                _keep,
-                mut status,
-                done,
-                op,
-            } => {
-                if !done {
-                    let got = wait_raw_ref(&mut req, op)?;
-                    if req.is_receive() {
-                        status = got;
-                    }
+        let mut slots = self.slots.0.borrow_mut();
+        let slot = &mut slots[self.slot];
+        if let Slot::Raw {
+            req, status, done, op, ..
+        } = slot
+        {
+            // Completed in place (the engine's progress, which a wait may run, never looks at scopes); after an
+            // error the slot stays as it is and the scope's end waits for it again.
+            if !*done {
+                let got = wait_raw_ref(req, op)?;
+                if req.is_receive() {
+                    *status = got;
                 }
-                Ok(Status::from_raw(status))
             }
+            let status = Status::from_raw(*status);
+            *slot = Slot::Done;
+            return Ok(status);
+        }
+        let slot = std::mem::replace(slot, Slot::Done);
+        drop(slots);
+        match slot {
+            Slot::Raw { .. } => unreachable!("handled above"),
             Slot::Recv(id) => engine::wait(id).map(|o| o.status()),
             Slot::Taken(r) => r,
             Slot::Cancelled(op) => Err(engine::cancelled(op)),
