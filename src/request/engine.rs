@@ -164,6 +164,26 @@ impl Registry {
         self.entries.remove(i)
     }
 
+    /// Removes the entry at `i` and returns its outcome if it is done (else leaves it). The entry is dropped
+    /// where it lies; only its outcome moves.
+    fn take_done(&mut self, i: usize) -> Option<Result<Outcome>> {
+        let e = self.entries.get_mut(i)?;
+        if !matches!(e.state, State::Done(_)) {
+            return None;
+        }
+        let State::Done(outcome) = std::mem::replace(&mut e.state, State::Probing) else {
+            unreachable!("checked above")
+        };
+        // As `remove` counts a done entry.
+        if i < self.live_from {
+            self.live_from -= 1;
+        } else {
+            self.ahead -= 1;
+        }
+        self.entries.drain(i..=i);
+        Some(outcome)
+    }
+
     /// Moves `live_from` past the done entries and publishes what [`is_done`] may know without the lock.
     fn settle(&mut self) {
         while self
@@ -717,13 +737,7 @@ impl Taker {
     pub(crate) fn take(&mut self, id: Id) -> Option<Result<Outcome>> {
         let reg = &mut self.0;
         let i = reg.find(id)?;
-        if !matches!(reg.entries[i].state, State::Done(_)) {
-            return None;
-        }
-        match reg.remove(i).map(|e| e.state) {
-            Some(State::Done(r)) => Some(r),
-            _ => None,
-        }
+        reg.take_done(i)
     }
 }
 
