@@ -407,7 +407,7 @@ fn start_watch(universe: &Universe) {
 /// Starts MPI with the default thread level, [`ThreadLevel::Single`], and the abort-on-failure policy.
 ///
 /// `Single` is the fastest level of Open MPI 4.1: from `Funneled` up, every blocking call takes thread-safety
-/// locks (8-byte ping-pong 0.133 µs at `Single`, 0.161 µs at `Funneled` on the machines spmd is developed on).
+/// locks (8-byte ping-pong 0.133 µs at `Single`, 0.161 µs at `Funneled` on a 2-vCPU machine).
 /// Threads that never call MPI, such as a rayon pool computing between messages, work at `Single` under Open MPI;
 /// a program that wants the letter of the MPI standard for that pattern asks for
 /// `init_thread(ThreadLevel::Funneled)`.
