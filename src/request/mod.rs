@@ -167,8 +167,9 @@ fn spin_until(mut done: impl FnMut() -> Result<bool>) -> Result<()> {
     }
 }
 
-/// Waits for all requests and returns their results in order. Stops at the first error (the remaining requests
-/// still complete when their scope ends or, for object requests, when they drop).
+/// Waits for all requests and returns their results in order. An iterator is run to its end (starting every
+/// request it makes) before any request is waited for. Stops at the first error (the remaining requests still
+/// complete when their scope ends or, for object requests, when they drop).
 ///
 /// ```no_run
 /// # fn main() -> spmd::Result<()> {
@@ -194,17 +195,17 @@ fn spin_until(mut done: impl FnMut() -> Result<bool>) -> Result<()> {
 #[track_caller]
 pub fn wait_all<R: Completion>(reqs: impl IntoIterator<Item = R>) -> Result<Vec<R::Output>> {
     let _wait = crate::runtime::watch::enter("wait_all", 0, 0);
+    // Every request is taken (and so started, for a lazy iterator) before any is waited for.
+    let mut reqs: Vec<R> = reqs.into_iter().collect();
     if !engine::busy() {
-        // No receive waits in the engine: each request's own wait is the bare MPI_Wait (or returns at once), and
-        // MPI advances all of them while it waits for one.
-        let reqs = reqs.into_iter();
-        let mut out = Vec::with_capacity(reqs.size_hint().0);
+        // No receive waits in the engine: each request's own wait is the bare MPI_Wait (or returns at once; it
+        // looks again whether a receive is pending), and MPI advances all of them while it waits for one.
+        let mut out = Vec::with_capacity(reqs.len());
         for r in reqs {
             out.push(r.wait()?);
         }
         return Ok(out);
     }
-    let mut reqs: Vec<R> = reqs.into_iter().collect();
     // Requests before `first` have completed: each pass looks at the others, from the first not yet done.
     let mut first = 0;
     spin_until(|| {

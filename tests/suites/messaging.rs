@@ -615,6 +615,24 @@ fn request_semantics(comm: &Comm) -> spmd::Result<()> {
         got[0].0 == vec![0.25; 9] && got[1].0 == vec![0.5; 1 << 20],
         "test_all objects"
     );
+    // wait_all takes every request from its argument before it waits for any: a lazy iterator that starts a large
+    // send to the right, then the receive from the left, completes although every rank sends first (a send of
+    // 1 MiB completes only once its receive is posted).
+    let big = vec![1.5f64; 1 << 17];
+    let mut from_left = vec![0f64; 1 << 17];
+    scope(|s| -> spmd::Result<()> {
+        let mut into = Some(&mut from_left);
+        let started = (0..2).map(|k| {
+            let r = match k {
+                0 => comm.isend_buf(s, right, 87, &big),
+                _ => comm.irecv_buf_into(s, left, 87, into.take().expect("one receive")),
+            };
+            r.expect("starting a request")
+        });
+        wait_all(started)?;
+        Ok(())
+    })?;
+    check!(comm, from_left == big, "wait_all over a lazy iterator");
     // Cancelling a receive that nothing matched: the message goes to the next receive.
     comm.barrier()?; // nothing in flight from earlier steps
     let c = comm.irecv_obj::<u8>(left, 76)?;
