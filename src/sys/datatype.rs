@@ -1,4 +1,8 @@
 //! Datatypes and buffer descriptions: what MPI is told about the memory of a buffer.
+//!
+//! One file over the usual size: every way of describing a buffer (numbers straight from their slice, views of
+//! any layout, blocks of a view, derived datatypes for large and strided buffers) keeps one invariant, that a
+//! description covers exactly the memory its buffer lends, and reviewing it means reading them together.
 
 use std::collections::HashMap;
 use std::ffi::{c_int, c_void};
