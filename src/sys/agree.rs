@@ -28,7 +28,8 @@ use std::sync::OnceLock;
 
 use mpi::ffi;
 
-use super::{RawComm, RawRequest, RawResult, check, rc};
+use super::p2p::Mode;
+use super::{Desc, RawComm, RawRequest, RawResult, check};
 use crate::error::Result;
 
 /// The attribute key under which a communicator keeps its private duplicate.
@@ -273,46 +274,19 @@ fn exchange(
     Ok(())
 }
 
-/// `MPI_Irecv` of `into.len()` values. The request borrows `into` (its drop waits for it).
+/// `MPI_Irecv` of `into.len()` values. The request borrows `into` (its drop waits for it). A plain receive is
+/// sound here: only this module sends on the private duplicate (it is never handed out), and a message with this
+/// tag holds exactly as many values as the receive of this tag asks for (`Kind`), so no message is larger than
+/// `into`.
 fn irecv<'a>(p: &RawComm, source: c_int, tag: c_int, into: &'a mut [u64]) -> RawResult<Borrowed<'a>> {
-    let n = c_int::try_from(into.len()).expect("agreements are at most size + 2 values");
-    let mut h = MaybeUninit::<ffi::MPI_Request>::uninit();
-    // SAFETY: `into` holds `n` 64-bit integers and stays borrowed until the request completes (`Borrowed`). Only
-    // this module sends on the private duplicate (it is never handed out), and a message with this tag holds
-    // exactly as many values as the receive of this tag asks for (`Kind`), so no message is larger than `into`.
-    rc(unsafe {
-        ffi::MPI_Irecv(
-            into.as_mut_ptr().cast(),
-            n,
-            ffi::RSMPI_UINT64_T,
-            source,
-            tag,
-            p.handle,
-            h.as_mut_ptr(),
-        )
-    })?;
-    // SAFETY: initialised by the successful call.
-    Ok(Borrowed(RawRequest::new(unsafe { h.assume_init() }), PhantomData))
+    let d = Desc::of_buf_mut(into).expect("agreements are 1 to size + 2 values");
+    Ok(Borrowed(p.irecv_plain(&d, source, tag)?, PhantomData))
 }
 
 /// `MPI_Isend` of `out`. The request borrows `out` (its drop waits for it).
 fn isend<'a>(p: &RawComm, dest: c_int, tag: c_int, out: &'a [u64]) -> RawResult<Borrowed<'a>> {
-    let n = c_int::try_from(out.len()).expect("agreements are at most size + 2 values");
-    let mut h = MaybeUninit::<ffi::MPI_Request>::uninit();
-    // SAFETY: `out` holds `n` 64-bit integers and stays borrowed until the request completes (`Borrowed`).
-    rc(unsafe {
-        ffi::MPI_Isend(
-            out.as_ptr().cast(),
-            n,
-            ffi::RSMPI_UINT64_T,
-            dest,
-            tag,
-            p.handle,
-            h.as_mut_ptr(),
-        )
-    })?;
-    // SAFETY: initialised by the successful call.
-    Ok(Borrowed(RawRequest::new(unsafe { h.assume_init() }), PhantomData))
+    let d = Desc::of_buf(out).expect("agreements are 1 to size + 2 values");
+    Ok(Borrowed(p.isend(&d, dest, tag, Mode::Standard)?, PhantomData))
 }
 
 /// A request that borrows its memory for `'a`: dropping it waits for it (`RawRequest`'s drop) before the borrow
