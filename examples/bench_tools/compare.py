@@ -8,9 +8,9 @@ For each (case, size): the median over all rounds of each program and the ratio 
 were both below NEAR_US (default 0.25 us), i.e. where the two vCPUs were placed near each other. On a machine
 whose placement changes during the run, the second table compares like with like.
 
-OTHER.txt, if given, is the output of a third program in the same format run in the same rounds (e.g.
-mpi4py_pingpong.py); its medians and the ratio spmd/OTHER are added for the cases it has (all rounds only, since
-it prints no probe).
+OTHER.txt, if given, is the output of a third program in the same format run in the same rounds
+(mpi4py_pingpong.py; or probe_cost.c and agree_cost.c, C making the checks spmd makes); its medians and the ratio
+spmd/OTHER are added for the cases it has (all rounds only, since it prints no probe).
 """
 import statistics
 import sys
@@ -33,7 +33,7 @@ def load(path, near):
 
 def table(title, a, b, other=None, name="other"):
     print(title)
-    extra = f"{name + ' usec':>13}{'spmd/' + name:>13}" if other else ""
+    extra = f"{name + ' usec':>15}{'spmd/' + name:>15}" if other else ""
     print(f"{'case':<22}{'bytes':>10}{'C usec':>11}{'spmd usec':>11}{'spmd/C':>8}{'rounds':>9}{extra}")
     for key in sorted(set(a) | set(b)):
         ca, cb = a.get(key), b.get(key)
@@ -46,7 +46,7 @@ def table(title, a, b, other=None, name="other"):
         extra = ""
         if other and key in other:
             mo = statistics.median(other[key])
-            extra = f"{mo:>13.3f}{(f'{mb / mo:.2f}' if mb else '-'):>13}"
+            extra = f"{mo:>15.3f}{(f'{mb / mo:.2f}' if mb else '-'):>15}"
         print(f"{key[0]:<22}{key[1]:>10}{fa:>11}{fb:>11}{ratio:>8}{n:>9}{extra}")
 
 

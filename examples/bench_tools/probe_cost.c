@@ -1,12 +1,15 @@
-/* probe_cost.c - what a matched probe costs in C, the floor for spmd's checked receives.
+/* probe_cost.c - what a matched probe costs in C: the floor for spmd's checked receives.
  *
  * usage:  mpicc -O2 -o /tmp/probe_cost examples/bench_tools/probe_cost.c
- *         mpirun -np 2 --bind-to core --mca btl self,vader /tmp/probe_cost
- * output: one line per case, median of 9 alternating repetitions:
- *   pingpong <how> <bytes> <usec one way>: recv = MPI_Recv; mprobe = MPI_Mprobe + MPI_Get_count + MPI_Mrecv;
- *     probe = MPI_Probe + MPI_Recv; improbe = an MPI_Improbe loop + MPI_Mrecv; iprobe = an MPI_Iprobe loop + MPI_Recv
- *   bw <how> <bytes> <usec per message> for a window of 64: irecv = pre-posted MPI_Irecv + MPI_Waitall;
- *     mprobe = MPI_Mprobe + MPI_Mrecv per message; improbe+imrecv = MPI_Improbe loop + MPI_Imrecv, then MPI_Waitall
+ *         mpirun -np 2 --bind-to core --mca btl self,vader /tmp/probe_cost > probe.txt
+ *         python3 examples/bench_tools/compare.py c.txt spmd.txt probe.txt   # c.txt, spmd.txt: `pt2pt` outputs
+ * output: the small sizes of mpi_bench's `pt2pt` in its format, medians of 9 alternating repetitions:
+ *   case=pingpong size=<bytes> usec=<mprobe> recv=.. probe_recv=.. improbe=.. iprobe=..  (usec one way), where
+ *     recv = MPI_Recv; mprobe (usec) = MPI_Mprobe + MPI_Get_count + MPI_Mrecv; probe_recv = MPI_Probe + MPI_Recv;
+ *     improbe = an MPI_Improbe loop + MPI_Mrecv; iprobe = an MPI_Iprobe loop + MPI_Recv
+ *   case=bw size=<bytes> usec=<improbe+imrecv> irecv=.. mprobe=..  (usec per message, window of 64), where
+ *     irecv = pre-posted MPI_Irecv + MPI_Waitall; mprobe = MPI_Mprobe + MPI_Mrecv per message;
+ *     improbe+imrecv (usec) = an MPI_Improbe loop + MPI_Imrecv per message, then MPI_Waitall
  */
 #include <mpi.h>
 #include <stdio.h>
@@ -43,15 +46,19 @@ static double bw(int mode, int n, long it) {
 static int cmp(const void*a,const void*b){double x=*(double*)a,y=*(double*)b;return (x>y)-(x<y);}
 int main(int c, char **v) {
   MPI_Init(&c, &v); MPI_Comm_rank(W, &rank);
-  const char *names[] = {"recv", "mprobe", "probe", "improbe", "iprobe"};
-  for (int n = 8; n <= 512; n *= 8) {
+  const char *names[] = {"recv", "mprobe", "probe_recv", "improbe", "iprobe"};
+  if (!rank) printf("# impl=c+checks np=2\n");
+  for (int n = 8; n <= 512; n *= 4) {
     double r[5][9];
     for (int k = 0; k < 9; k++) for (int m = 0; m < 5; m++) r[m][k] = pp(m, n, 200000);
-    for (int m = 0; m < 5; m++) { qsort(r[m], 9, sizeof(double), cmp); if (!rank) printf("pingpong %s %d %.3f\n", names[m], n, r[m][4]); }
+    for (int m = 0; m < 5; m++) qsort(r[m], 9, sizeof(double), cmp);
+    if (!rank) printf("case=pingpong size=%d usec=%.3f %s=%.3f %s=%.3f %s=%.3f %s=%.3f\n", n, r[1][4], names[0], r[0][4],
+                      names[2], r[2][4], names[3], r[3][4], names[4], r[4][4]);
     double b[3][9];
     for (int k = 0; k < 9; k++) for (int m = 0; m < 3; m++) b[m][k] = bw(m, n, 5000);
-    const char *bn[] = {"irecv", "mprobe", "improbe+imrecv"};
-    for (int m = 0; m < 3; m++) { qsort(b[m], 9, sizeof(double), cmp); if (!rank) printf("bw %s %d %.3f\n", bn[m], n, b[m][4]); }
+    for (int m = 0; m < 3; m++) qsort(b[m], 9, sizeof(double), cmp);
+    if (!rank) printf("case=bw size=%d usec=%.3f irecv=%.3f mprobe=%.3f\n", n, b[2][4], b[0][4], b[1][4]);
+    if (!rank) fflush(stdout);
   }
   MPI_Finalize();
 }
